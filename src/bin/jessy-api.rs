@@ -1,0 +1,50 @@
+//! jessy-api: config → telemetry → application → serve until a signal.
+
+use std::process::ExitCode;
+
+use jessy::gateway::{Application, GatewayCli, GatewayCommand};
+use jessy::{config, healthcheck, shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let cli: GatewayCli = config::parse_or_exit();
+    if let Some(GatewayCommand::Healthcheck(args)) = &cli.command {
+        return healthcheck::run(cli.config.port, "/api/health", args);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("jessy-api: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = match shutdown::signal() {
+            Ok(signal) => signal,
+            Err(err) => {
+                eprintln!("jessy-api: cannot install signal handlers: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = cli.config;
+        let _telemetry = telemetry::init(
+            "jessy-api",
+            config.common.log_format,
+            config.common.otel_endpoint(),
+        );
+        let app = match Application::build(&config).await {
+            Ok(app) => app,
+            Err(err) => {
+                tracing::error!(error = %err, "jessy-api cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            addr = %app.local_addr(),
+            upstream = %config.upstream_url,
+            version = jessy::VERSION,
+            "jessy-api listening"
+        );
+        app.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}

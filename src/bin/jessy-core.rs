@@ -1,0 +1,45 @@
+//! jessy-core: config → telemetry → application → serve until a signal.
+
+use std::process::ExitCode;
+
+use jessy::core::{Application, CoreCli, CoreCommand};
+use jessy::{config, healthcheck, shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let cli: CoreCli = config::parse_or_exit();
+    if let Some(CoreCommand::Healthcheck(args)) = &cli.command {
+        return healthcheck::run(cli.config.port, "/health", args);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("jessy-core: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = match shutdown::signal() {
+            Ok(signal) => signal,
+            Err(err) => {
+                eprintln!("jessy-core: cannot install signal handlers: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = cli.config;
+        let _telemetry = telemetry::init(
+            "jessy-core",
+            config.common.log_format,
+            config.common.otel_endpoint(),
+        );
+        let app = match Application::build(&config).await {
+            Ok(app) => app,
+            Err(err) => {
+                tracing::error!(error = %err, "jessy-core cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(addr = %app.local_addr(), version = jessy::VERSION, "jessy-core listening");
+        app.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}

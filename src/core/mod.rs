@@ -1,0 +1,136 @@
+//! `jessy-core`: the query service.
+//!
+//! [`config`] holds its flags; [`handlers`] the health, readiness, status and
+//! metrics endpoints; [`query`] the query API; [`navigation`] the
+//! deterministic engine behind it. [`Application`] binds and serves.
+
+pub mod config;
+pub mod handlers;
+pub mod navigation;
+pub mod query;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::http::body_limit::{self, BodyLimit};
+use crate::http::timeout::{self, RequestTimeout};
+use crate::http::{self as jhttp, observe};
+use crate::metrics::Metrics;
+use crate::server::{self, Drain, Readiness, ServeConfig};
+pub use config::{CoreCli, CoreCommand, CoreConfig};
+use navigation::Navigator;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct CoreState {
+    pub navigator: Arc<Navigator>,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+    pub started: Instant,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Navigation(#[from] navigation::DataError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::InstallError),
+}
+
+/// The routes and middleware of jessy-core.
+pub fn router(state: CoreState, config: &CoreConfig) -> Router {
+    let routes = Router::new()
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/status", get(handlers::status))
+        .route("/api/v1/query", post(query::query))
+        .method_not_allowed_fallback(jhttp::method_not_allowed)
+        .route_layer(from_fn(observe::record_route))
+        .fallback(jhttp::not_found)
+        .with_state(state)
+        // Our own limit below answers in JSON and also covers chunked bodies.
+        .layer(DefaultBodyLimit::disable())
+        .layer(from_fn_with_state(
+            BodyLimit(config.max_body_size),
+            body_limit::enforce,
+        ))
+        .layer(from_fn_with_state(
+            RequestTimeout(config.request_timeout),
+            timeout::enforce,
+        ));
+    jhttp::common_layers(routes)
+}
+
+/// A bound, ready-to-run jessy-core.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    readiness: Readiness,
+    metrics: Metrics,
+    serve: ServeConfig,
+}
+
+impl Application {
+    /// Loads the navigation data, installs metrics and binds the listener
+    /// (port 0 picks a free port, which tests use).
+    pub async fn build(config: &CoreConfig) -> Result<Application, StartError> {
+        let navigator = Navigator::from_embedded()?;
+        let metrics = Metrics::install("jessy-core")?;
+        query::describe_metrics();
+        let readiness = Readiness::default();
+        let state = CoreState {
+            navigator: Arc::new(navigator),
+            readiness: readiness.clone(),
+            metrics: metrics.clone(),
+            started: Instant::now(),
+        };
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Application {
+            listener,
+            router: router(state, config),
+            readiness,
+            metrics,
+            serve: config.common.serve_config(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Drain {
+        let upkeep = tokio::spawn(self.metrics.clone().run_upkeep());
+        let drain = server::serve(
+            self.listener,
+            self.router,
+            self.readiness,
+            self.serve,
+            shutdown,
+        )
+        .await;
+        upkeep.abort();
+        drain
+    }
+}

@@ -1,0 +1,221 @@
+//! `jessy-api`: the public gateway in front of jessy-core.
+//!
+//! Where things are decided: [`rate_limit`] (is this client over its rate?),
+//! [`load_shed`] (is the gateway over its concurrency?), [`proxy`] (forwarding
+//! and how core failures map to 502/504), [`headers`] (hop-by-hop and
+//! `X-Forwarded-*`), [`client_ip`] (who the client is behind trusted
+//! proxies), [`upstream`] (the client for the core and its last known
+//! state), [`rejections`] (counting refusals), [`handlers`] (the gateway's own
+//! health, readiness and metrics), [`config`] (flags).
+
+pub mod client_ip;
+pub mod config;
+pub mod handlers;
+pub mod headers;
+pub mod load_shed;
+pub mod proxy;
+pub mod rate_limit;
+pub mod rejections;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{any, get};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::http::body_limit::{self, BodyLimit};
+use crate::http::{self as jhttp, observe};
+use crate::metrics::Metrics;
+use crate::server::{self, Drain, Readiness, ServeConfig};
+use client_ip::TrustedProxies;
+pub use config::{GatewayCli, GatewayCommand, GatewayConfig};
+use load_shed::ConcurrencyLimit;
+use rate_limit::{RateLimit, RateLimiter};
+use upstream::Upstream;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct GatewayState {
+    pub upstream: Upstream,
+    pub upstream_timeout: Duration,
+    pub trusted: TrustedProxies,
+    pub body_limit: BodyLimit,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+}
+
+/// The routes and middleware of jessy-api.
+pub fn router(
+    state: GatewayState,
+    limiter: Option<Arc<RateLimiter>>,
+    config: &GatewayConfig,
+) -> Router {
+    // Forwarded routes: the three the core documents get their own route
+    // labels in metrics; anything else under /api/v1 is forwarded too.
+    let mut forwarded = Router::new()
+        .route("/api/v1/query", any(proxy::forward))
+        .route("/api/v1/status", any(proxy::forward))
+        .route("/api/v1/health", any(proxy::forward))
+        .route("/api/v1/{*rest}", any(proxy::forward))
+        .route_layer(from_fn_with_state(state.body_limit, body_limit::enforce))
+        .route_layer(from_fn_with_state(
+            ConcurrencyLimit::new(config.max_concurrent_requests as usize),
+            load_shed::enforce,
+        ));
+    // Rate limiting is outermost: an abusive client is refused before it
+    // takes a concurrency permit.
+    if let Some(limiter) = limiter {
+        let limit = RateLimit {
+            limiter,
+            trusted: state.trusted.clone(),
+        };
+        forwarded = forwarded.route_layer(from_fn_with_state(limit, rate_limit::enforce));
+    }
+
+    let routes = Router::new()
+        .route("/api/health", get(handlers::health))
+        .route("/api/ready", get(handlers::ready))
+        .route("/api/metrics", get(handlers::metrics))
+        .merge(forwarded)
+        .method_not_allowed_fallback(jhttp::method_not_allowed)
+        .route_layer(from_fn(observe::record_route))
+        .fallback(jhttp::not_found)
+        .with_state(state)
+        // Bodies stream to the core; the limit is enforced while streaming.
+        .layer(DefaultBodyLimit::disable())
+        .layer(from_fn(rejections::count));
+    let routes = match cors(&config.cors_allowed_origins.0) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    jhttp::common_layers(routes)
+}
+
+/// CORS for the configured origins only; none configured, no CORS headers
+/// (browsers then refuse cross-origin calls, the safe default).
+fn cors(origins: &[config::Origin]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().map(|o| o.0.clone())))
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::InstallError),
+}
+
+/// A bound, ready-to-run jessy-api.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: GatewayState,
+    limiter: Option<Arc<RateLimiter>>,
+    probe_interval: Duration,
+    probe_timeout: Duration,
+    serve: ServeConfig,
+}
+
+impl Application {
+    /// Builds the client for the core, installs metrics, binds the listener.
+    pub async fn build(config: &GatewayConfig) -> Result<Application, StartError> {
+        let metrics = Metrics::install("jessy-api")?;
+        rejections::describe();
+        proxy::describe_metrics();
+        let upstream = Upstream::new(
+            config.upstream_url.clone(),
+            config.upstream_connect_timeout,
+            config.upstream_pool_idle_timeout,
+        );
+        let state = GatewayState {
+            upstream,
+            upstream_timeout: config.upstream_timeout,
+            trusted: TrustedProxies(config.trusted_proxies.0.clone()),
+            body_limit: BodyLimit(config.max_body_size),
+            readiness: Readiness::default(),
+            metrics,
+        };
+        let limiter = config.rate_limit_enabled.then(|| {
+            Arc::new(RateLimiter::new(
+                config.rate_limit_requests,
+                config.rate_limit_window,
+                config.rate_limit_burst(),
+            ))
+        });
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Application {
+            listener,
+            router: router(state.clone(), limiter.clone(), config),
+            state,
+            limiter,
+            probe_interval: config.upstream_probe_interval,
+            probe_timeout: config.upstream_connect_timeout + Duration::from_secs(1),
+            serve: config.common.serve_config(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// Serves until `shutdown` completes, then drains. The core is probed in
+    /// the background meanwhile; background tasks stop with the server.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Drain {
+        let mut background = vec![
+            tokio::spawn(self.state.metrics.clone().run_upkeep()),
+            tokio::spawn(
+                self.state
+                    .upstream
+                    .clone()
+                    .run_probe(self.probe_interval, self.probe_timeout),
+            ),
+        ];
+        if let Some(limiter) = self.limiter {
+            background.push(tokio::spawn(limiter.run_cleanup()));
+        }
+        let drain = server::serve(
+            self.listener,
+            self.router,
+            self.state.readiness.clone(),
+            self.serve,
+            shutdown,
+        )
+        .await;
+        for task in background {
+            task.abort();
+        }
+        drain
+    }
+}

@@ -1,0 +1,55 @@
+//! HTTP building blocks both services stack around their routes.
+//!
+//! Order, outermost first: [`request_id`] (and JSON error bodies get the id)
+//! → [`observe`] (access log, metrics, trace span) → panic catching →
+//! per-service limits → routes. [`error::ApiError`] is the one error shape.
+
+pub mod body_limit;
+pub mod error;
+pub mod json;
+pub mod observe;
+pub mod request_id;
+pub mod timeout;
+
+use axum::response::{IntoResponse, Response};
+
+/// Turns a handler panic into a JSON 500 (the process keeps serving; the
+/// release profile keeps `panic = "unwind"` for this).
+pub fn panic_to_500(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    tracing::error!(panic = %detail, "handler panicked");
+    error::ApiError::internal().into_response()
+}
+
+/// The JSON 404 for every unknown route.
+pub async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// The JSON 405 for a known route with the wrong method.
+pub async fn method_not_allowed(method: axum::http::Method) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {method} is not allowed on this route"),
+    )
+}
+
+/// The layers every service wraps its router in, outermost first: request id
+/// (and error bodies), observation, panic catching. Services add their own
+/// limits inside (before calling this); tests wrap ad-hoc routers the same way.
+pub fn common_layers(router: axum::Router) -> axum::Router {
+    use axum::middleware::from_fn;
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(from_fn(request_id::assign))
+            .layer(from_fn(observe::track))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_to_500,
+            )),
+    )
+}

@@ -1,0 +1,32 @@
+//! Jessy: two HTTP services built from one library.
+//!
+//! - [`core`]: `jessy-core`, the query service (navigation over 14 dimensions).
+//! - [`gateway`]: `jessy-api`, the public gateway in front of the core.
+//!
+//! Everything both services share lives beside them, one idea per module:
+//! [`config`] (flags and environment), [`telemetry`] (logs and traces),
+//! [`metrics`] (the Prometheus recorder, the one global), [`process`] (the
+//! process's own resource usage), [`http`] (middleware and the JSON error
+//! shape), [`server`] (the accept loop with graceful drain), [`shutdown`]
+//! (signals) and [`healthcheck`] (the image's health probe).
+
+pub mod config;
+pub mod core;
+pub mod gateway;
+pub mod healthcheck;
+pub mod http;
+pub mod metrics;
+pub mod process;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+/// The crate version, reported by `/health`, `/status` and `jessy_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision the binary was built from, when the build knew it
+/// (Nix passes `self.rev`; `tests/e2e/build-images.sh` passes `git rev-parse`).
+pub const GIT_REVISION: &str = match option_env!("JESSY_GIT_REVISION") {
+    Some(rev) => rev,
+    None => "unknown",
+};

@@ -1,0 +1,167 @@
+//! Logs and traces. Logs go to stdout through `tracing` (`RUST_LOG` filter,
+//! JSON or pretty). With the `otel` cargo feature and an OTLP endpoint,
+//! spans are also exported as traces, and the W3C `traceparent` header is
+//! continued on the way in and injected on the way out (gateway → core), so
+//! one request through the gateway is one trace across both services.
+//! Without the feature, `traceparent` still passes through the gateway
+//! untouched, so an outer tracer's context is not lost.
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, fmt};
+
+use crate::config::LogFormat;
+
+/// Keeps the trace exporter alive; flushes it when dropped (after the drain).
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider.take() {
+            if let Err(err) = provider.shutdown() {
+                eprintln!("trace exporter shutdown failed: {err}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, inside the Tokio runtime (the
+/// gRPC exporter needs it).
+pub fn init(
+    service: &'static str,
+    format: LogFormat,
+    otel_endpoint: Option<&str>,
+) -> TelemetryGuard {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let logs = match format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Pretty => fmt::layer().compact().boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+
+    #[cfg(feature = "otel")]
+    {
+        let provider = otel_endpoint.and_then(|endpoint| match otel::provider(service, endpoint) {
+            Ok(provider) => Some(provider),
+            Err(err) => {
+                eprintln!("{service}: trace export disabled: {err}");
+                None
+            }
+        });
+        let layer = provider.as_ref().map(|p| {
+            use opentelemetry::trace::TracerProvider as _;
+            tracing_opentelemetry::layer().with_tracer(p.tracer(service))
+        });
+        let _ = registry.with(layer).try_init();
+        if let Some(endpoint) = otel_endpoint.filter(|_| provider.is_some()) {
+            tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
+        }
+        TelemetryGuard { provider }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = registry.try_init();
+        if let Some(endpoint) = otel_endpoint {
+            tracing::warn!(
+                %endpoint,
+                %service,
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but this binary was built without the `otel` feature; traces are not exported"
+            );
+        }
+        TelemetryGuard {}
+    }
+}
+
+/// Makes `span` continue the trace named by the request's `traceparent`.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    otel::continue_trace(span, headers);
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, headers);
+}
+
+/// Writes the current span's trace context into outgoing headers. Without
+/// the `otel` feature this leaves any incoming `traceparent` as it is.
+pub fn inject_trace(headers: &mut http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    otel::inject(headers);
+    #[cfg(not(feature = "otel"))]
+    let _ = headers;
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    pub fn provider(
+        service: &'static str,
+        endpoint: &str,
+    ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?;
+        // OTEL_SERVICE_NAME, when set, wins over the built-in name.
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name(service);
+        }
+        Ok(SdkTracerProvider::builder()
+            .with_resource(resource.build())
+            .with_batch_exporter(exporter)
+            .build())
+    }
+
+    struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+    impl Extractor for HeaderExtractor<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(http::HeaderName::as_str).collect()
+        }
+    }
+
+    struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+    impl Injector for HeaderInjector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+
+    pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        // Without the OTel layer installed this reports "layer not found";
+        // that is the export-disabled case, not an error.
+        let _ = span.set_parent(parent);
+    }
+
+    pub fn inject(headers: &mut http::HeaderMap) {
+        let context = tracing::Span::current().context();
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+    }
+}

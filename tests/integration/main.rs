@@ -1,0 +1,8 @@
+//! One integration test binary (one link instead of one per file), in the
+//! zero-to-production style: `helpers` spawns the services, the modules
+//! speak HTTP to them.
+
+mod core_api;
+mod gateway;
+mod helpers;
+mod lifecycle;

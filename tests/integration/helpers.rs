@@ -21,6 +21,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A service running inside the test process.
+#[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,

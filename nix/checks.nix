@@ -1,0 +1,88 @@
+# Everything `nix flake check` runs. All inputs come from the flake inputs or
+# nixpkgs: nothing reaches the network inside the sandbox.
+{
+  lib,
+  pkgs,
+  craneLib,
+  advisory-db,
+  crate,
+}:
+let
+  inherit (crate) src commonArgs cargoArtifacts;
+  inherit (commonArgs) pname version;
+
+  # Checks nothing else builds on: skip packing target/ into $out.
+  withDeps =
+    args:
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      doInstallCargoArtifacts = false;
+    }
+    // args;
+
+  nixSources = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.fileFilter (file: file.hasExt "nix") ../.;
+  };
+in
+{
+  inherit (crate)
+    jessy
+    jessy-core
+    jessy-api
+    jessy-bdd
+    ;
+
+  # Unit, integration and BDD tests (bdd is a plain libtest target). The
+  # integration tests spawn the built binaries on 127.0.0.1.
+  jessy-nextest = craneLib.cargoNextest (withDeps {
+    __darwinAllowLocalNetworking = true;
+  });
+
+  # Same tests, instrumented. cargo-llvm-cov rebuilds every crate with its
+  # own flags and target dir, so the shared artifacts would not help; it
+  # runs natively in the dev profile (the profiler runtime of the host
+  # target, and no `strip`), as `cargo llvm-cov nextest` does with rustup.
+  jessy-coverage = craneLib.cargoNextest (
+    crate.nativeArgs
+    // {
+      cargoArtifacts = null;
+      CARGO_PROFILE = "";
+      withLlvmCov = true;
+      cargoLlvmCovExtraArgs = "--lcov --output-path $out/lcov.info --fail-under-lines 80";
+      doInstallCargoArtifacts = false;
+      __darwinAllowLocalNetworking = true;
+    }
+  );
+
+  jessy-clippy = craneLib.cargoClippy (withDeps {
+    # Replaces the default "--all-targets", so it is repeated here.
+    cargoClippyExtraArgs = "--all-targets -- --deny warnings";
+  });
+
+  jessy-doc = craneLib.cargoDoc (withDeps {
+    env.RUSTDOCFLAGS = "--deny warnings";
+  });
+
+  jessy-fmt = craneLib.cargoFmt { inherit src pname version; };
+
+  # RustSec advisories from the pinned advisory-db input (`-n`: no fetch).
+  jessy-audit = craneLib.cargoAudit {
+    inherit
+      src
+      pname
+      version
+      advisory-db
+      ;
+  };
+
+  # Licenses, bans and sources from deny.toml (crane leaves advisories to
+  # cargo-audit above, so deny.toml's db-path is not used here).
+  jessy-deny = craneLib.cargoDeny { inherit src pname version; };
+
+  nix-deadnix = pkgs.runCommand "jessy-deadnix" { nativeBuildInputs = [ pkgs.deadnix ]; } ''
+    deadnix --no-lambda-pattern-names --fail ${nixSources}
+    touch $out
+  '';
+}

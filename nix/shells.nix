@@ -1,0 +1,23 @@
+# `nix develop`: the Nix toolchain (rustc, cargo, clippy, rustfmt from
+# rust-toolchain.toml), every check's inputs, and the day-to-day tools.
+{
+  pkgs,
+  craneLib,
+  checks,
+  skopeo,
+}:
+craneLib.devShell {
+  inherit checks;
+  packages = [
+    pkgs.cargo-nextest
+    pkgs.cargo-watch
+    pkgs.cargo-llvm-cov
+    pkgs.cargo-deny
+    pkgs.cargo-audit
+    # nix2container's build: it knows the `nix:` transport (copy an image
+    # JSON anywhere skopeo can write).
+    skopeo
+    pkgs.docker-compose
+    pkgs.nixfmt
+  ];
+}

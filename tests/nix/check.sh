@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The Nix side, checked without nixpkgs (build machines cannot evaluate the
+# flake for real): every .nix file parses, deadnix finds no dead code,
+# flake.lock matches flake.nix and the verified pins, the flake's outputs
+# evaluate against stubs with the pinned crane/nix2container signatures
+# (tests/nix/eval.nix), and the repository has no Dockerfile.
+#
+# Needs: nix-instantiate (apt-get install nix-bin), deadnix
+# (cargo install --locked deadnix), python3.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+failed=0
+step() { printf '\n== %s\n' "$*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  failed=1
+}
+need() { command -v "$1" >/dev/null 2>&1 || { echo "check.sh: $1 not found: $2" >&2; exit 2; }; }
+need nix-instantiate "apt-get install -y nix-bin"
+need deadnix "cargo install --locked deadnix"
+need python3 "apt-get install -y python3"
+
+# Files of the repository, without build outputs and VCS data.
+repo_files() {
+  find . \( -path ./.git -o -path ./target -o -path ./.direnv -o -path './result*' \) -prune \
+    -o "$@" -print
+}
+
+step "nix-instantiate --parse"
+mapfile -t nix_files < <(repo_files -type f -name '*.nix' | sort)
+[ "${#nix_files[@]}" -gt 0 ] || fail "no .nix files found"
+for f in "${nix_files[@]}"; do
+  if nix-instantiate --parse "$f" >/dev/null; then
+    echo "ok  $f"
+  else
+    fail "$f does not parse"
+  fi
+done
+
+step "deadnix -L --fail ."
+deadnix -L --fail . || fail "deadnix found unused code"
+
+step "flake.lock against flake.nix and the verified pins"
+python3 tests/nix/test_flake_lock.py || fail "flake.lock test"
+
+step "flake outputs, evaluated against pinned-signature stubs"
+python3 tests/nix/test_flake_eval.py || fail "flake evaluation test"
+
+step "no Dockerfile"
+mapfile -t dockerfiles < <(repo_files -type f \( -iname 'Dockerfile*' -o -iname '*.dockerfile' -o -iname 'Containerfile*' \))
+if [ "${#dockerfiles[@]}" -gt 0 ]; then
+  fail "Dockerfile(s) found: ${dockerfiles[*]} (images come from nix/images.nix or tests/e2e/build-images.sh)"
+else
+  echo "ok  none"
+fi
+
+if [ "$failed" -ne 0 ]; then
+  printf '\ntests/nix/check.sh: FAILED\n' >&2
+  exit 1
+fi
+printf '\ntests/nix/check.sh: all Nix checks passed\n'

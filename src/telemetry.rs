@@ -22,10 +22,8 @@ pub struct TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         #[cfg(feature = "otel")]
-        if let Some(provider) = self.provider.take() {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("trace exporter shutdown failed: {err}");
-            }
+        if let Some(Err(err)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("trace exporter shutdown failed: {err}");
         }
     }
 }

@@ -6,3 +6,5 @@ mod core_api;
 mod gateway;
 mod helpers;
 mod lifecycle;
+#[cfg(feature = "otel")]
+mod tracing_otel;

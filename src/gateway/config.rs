@@ -70,9 +70,9 @@ pub struct GatewayConfig {
     pub rate_limit_window: Duration,
 
     /// Requests a client may make at once before the rate applies
-    /// (default: RATE_LIMIT_REQUESTS).
-    #[arg(long, env = "RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate_limit_burst: Option<u32>,
+    /// (unset or empty: RATE_LIMIT_REQUESTS).
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value = "", value_parser = parse_burst)]
+    pub rate_limit_burst: Burst,
 
     /// Proxies whose X-Forwarded-For is believed (comma-separated CIDRs).
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_list::<IpNet>)]
@@ -111,7 +111,24 @@ impl GatewayConfig {
 
     /// The burst, defaulting to the per-window request count.
     pub fn rate_limit_burst(&self) -> u32 {
-        self.rate_limit_burst.unwrap_or(self.rate_limit_requests)
+        self.rate_limit_burst.0.unwrap_or(self.rate_limit_requests)
+    }
+}
+
+/// RATE_LIMIT_BURST: a positive count, or empty for "same as the rate"
+/// (compose passes `VAR=` for a variable left empty in `.env`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst(pub Option<u32>);
+
+fn parse_burst(s: &str) -> Result<Burst, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Burst(None));
+    }
+    match s.parse::<u32>() {
+        Ok(0) => Err("the burst must be at least 1".to_owned()),
+        Ok(n) => Ok(Burst(Some(n))),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
     }
 }
 
@@ -231,7 +248,15 @@ mod tests {
         let mut config = GatewayConfig::local(0, "http://127.0.0.1:1");
         config.rate_limit_requests = 7;
         assert_eq!(config.rate_limit_burst(), 7);
-        config.rate_limit_burst = Some(3);
+        config.rate_limit_burst = Burst(Some(3));
         assert_eq!(config.rate_limit_burst(), 3);
+    }
+
+    #[test]
+    fn an_empty_burst_means_unset_and_zero_is_refused() {
+        assert_eq!(parse_burst(""), Ok(Burst(None)));
+        assert_eq!(parse_burst(" 5 "), Ok(Burst(Some(5))));
+        assert!(parse_burst("0").is_err());
+        assert!(parse_burst("many").is_err());
     }
 }

@@ -21,6 +21,17 @@ use super::request_id::RequestId;
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
 
+/// Routes that orchestrators and scrapers call every few seconds: logged at
+/// DEBUG, so the access log shows traffic rather than probes.
+const PROBE_ROUTES: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/api/health",
+    "/api/ready",
+    "/api/metrics",
+];
+
 /// Route layer: report which route template matched.
 pub async fn record_route(req: Request, next: Next) -> Response {
     let route = req
@@ -93,6 +104,8 @@ pub async fn track(req: Request, next: Next) -> Response {
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(%request_id, %method, %route, %path, status, latency_ms, "request failed");
+        } else if PROBE_ROUTES.contains(&route.as_str()) {
+            tracing::debug!(%request_id, %method, %route, %path, status, latency_ms, "request");
         } else {
             tracing::info!(%request_id, %method, %route, %path, status, latency_ms, "request");
         }

@@ -71,11 +71,18 @@ async fn healthcheck_subcommand_exits_0_when_healthy_and_1_when_not() {
     let (code, stderr) = run_with_env(CORE_BIN, &["healthcheck"], &[("JESSY_PORT", &port)]);
     assert_eq!(code, Some(0), "{stderr}");
 
+    // Compose passes `VAR=` for variables left empty in .env: empty means unset.
     let gw = Process::start(
         API_BIN,
         "API_PORT",
         "/api/health",
-        &[("RUST_SERVICE_URL", &format!("http://127.0.0.1:{port}"))],
+        &[
+            ("RUST_SERVICE_URL", &format!("http://127.0.0.1:{port}")),
+            ("RATE_LIMIT_BURST", ""),
+            ("TRUSTED_PROXIES", ""),
+            ("CORS_ALLOWED_ORIGINS", ""),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        ],
     )
     .await;
     let (code, stderr) = run_with_env(

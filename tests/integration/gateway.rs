@@ -10,7 +10,8 @@ use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    client, dead_address, eventually, spawn_core, spawn_gateway, spawn_gateway_with, spawn_stub,
+    client, dead_address, eventually, expect_error, spawn_core, spawn_gateway, spawn_gateway_with,
+    spawn_stub,
 };
 
 /// A stub core that shows what reached it.
@@ -124,11 +125,7 @@ async fn a_query_through_the_gateway_reaches_the_real_core() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["error"]["code"],
-        "empty_query"
-    );
+    expect_error(res, 400, "empty_query").await;
 }
 
 #[tokio::test]
@@ -297,11 +294,7 @@ async fn bodies_stream_through_and_oversized_ones_are_413() {
         .send()
         .await
         .unwrap();
-    assert_eq!(declared.status(), 413);
-    assert_eq!(
-        declared.json::<Value>().await.unwrap()["error"]["code"],
-        "body_too_large"
-    );
+    expect_error(declared, 413, "body_too_large").await;
 
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..10).map(|_| Ok(vec![b'b'; 1000])).collect();
@@ -311,11 +304,7 @@ async fn bodies_stream_through_and_oversized_ones_are_413() {
         .send()
         .await
         .unwrap();
-    assert_eq!(streamed.status(), 413);
-    assert_eq!(
-        streamed.json::<Value>().await.unwrap()["error"]["code"],
-        "body_too_large"
-    );
+    expect_error(streamed, 413, "body_too_large").await;
 }
 
 #[tokio::test]

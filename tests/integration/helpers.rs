@@ -20,6 +20,14 @@ pub fn client() -> reqwest::Client {
         .expect("test client")
 }
 
+/// Asserts an error answer: its status and its JSON error code; returns the body.
+pub async fn expect_error(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(res.status(), status);
+    let body: serde_json::Value = res.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body
+}
+
 /// A service running inside the test process.
 #[derive(Debug)]
 pub struct Running {

@@ -10,8 +10,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    API_BIN, CORE_BIN, Process, client, dead_address, spawn_core_with, spawn_gateway_with,
-    spawn_stub,
+    API_BIN, CORE_BIN, Process, client, dead_address, expect_error, spawn_core_with,
+    spawn_gateway_with, spawn_stub,
 };
 
 /// Runs a binary with `env` and no other environment; returns (code, stderr).
@@ -226,11 +226,7 @@ async fn readiness_is_503_from_the_moment_shutdown_begins() {
     core.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ready = c.get(core.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    assert_eq!(
-        ready.json::<Value>().await.unwrap()["error"]["code"],
-        "shutting_down"
-    );
+    expect_error(ready, 503, "shutting_down").await;
     assert_eq!(
         c.get(core.url("/health")).send().await.unwrap().status(),
         200,

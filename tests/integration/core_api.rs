@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{client, spawn_core, spawn_core_with};
+use crate::helpers::{client, get_json, spawn_core, spawn_core_with};
 
 async fn post_query(url: &str, body: Value) -> (StatusCode, Value) {
     let res = client().post(url).json(&body).send().await.unwrap();
@@ -54,14 +54,7 @@ async fn ready_is_200_while_serving() {
 #[tokio::test]
 async fn status_reports_uptime_real_memory_and_the_14_dimensions() {
     let core = spawn_core().await;
-    let body: Value = client()
-        .get(core.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = get_json(&core.url("/status")).await;
     assert_eq!(body["status"], "running");
     assert!(body["uptime_seconds"].as_f64().unwrap() >= 0.0);
     let rss = body["memory_rss_bytes"].as_u64().unwrap();

@@ -10,8 +10,8 @@ use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    client, dead_address, eventually, expect_error, spawn_core, spawn_gateway, spawn_gateway_with,
-    spawn_stub,
+    client, dead_address, expect_error, get_json, get_status, spawn_core, spawn_gateway,
+    spawn_gateway_with, spawn_stub, wait_for_status,
 };
 
 /// A stub core that shows what reached it.
@@ -98,24 +98,10 @@ async fn a_query_through_the_gateway_reaches_the_real_core() {
     assert!(body["dominant_frequency_hz"].as_f64().unwrap() < 0.5);
 
     // /api/v1/status and /api/v1/health map to the core's /status and /health.
-    let status: Value = client()
-        .get(gw.url("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&gw.url("/api/v1/status")).await;
     assert_eq!(status["service"], "jessy-core");
     assert_eq!(status["dimensions_loaded"].as_array().unwrap().len(), 14);
-    let health: Value = client()
-        .get(gw.url("/api/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&gw.url("/api/v1/health")).await;
     assert_eq!(health["service"], "jessy-core");
 
     // Core errors pass through unchanged, with the core's envelope.
@@ -221,14 +207,7 @@ async fn a_dead_core_is_502_and_not_ready_then_recovers() {
     assert!(body["error"]["request_id"].is_string());
     let ready = client().get(gw.url("/api/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
-    let health: Value = client()
-        .get(gw.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&gw.url("/api/health")).await;
     assert_eq!(health["status"], "healthy", "the gateway itself is alive");
     assert_eq!(health["upstream"]["state"], "down");
 
@@ -236,24 +215,8 @@ async fn a_dead_core_is_502_and_not_ready_then_recovers() {
     // without restarting the gateway.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let _core = tokio::spawn(async move { axum::serve(listener, stub_core()).await.unwrap() });
-    let c = client();
-    let url = gw.url("/api/ready");
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let req = c.get(&url);
-            async move { req.send().await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await
-    );
-    assert_eq!(
-        client()
-            .get(gw.url("/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert!(wait_for_status(&gw.url("/api/ready"), 200, Duration::from_secs(5)).await);
+    assert_eq!(get_status(&gw.url("/api/v1/status")).await, 200);
 }
 
 #[tokio::test]
@@ -317,14 +280,7 @@ async fn clients_over_their_rate_get_429_with_retry_after_but_health_is_exempt()
     .await;
     let c = client();
     for _ in 0..3 {
-        assert_eq!(
-            c.get(gw.url("/api/v1/status"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(get_status(&gw.url("/api/v1/status")).await, 200);
     }
     let limited = c.get(gw.url("/api/v1/status")).send().await.unwrap();
     assert_eq!(limited.status(), 429);
@@ -339,11 +295,7 @@ async fn clients_over_their_rate_get_429_with_retry_after_but_health_is_exempt()
         "rate_limited"
     );
     for path in ["/api/health", "/api/metrics", "/api/ready"] {
-        assert_ne!(
-            c.get(gw.url(path)).send().await.unwrap().status(),
-            429,
-            "{path} is exempt"
-        );
+        assert_ne!(get_status(&gw.url(path)).await, 429, "{path} is exempt");
     }
     let metrics = c
         .get(gw.url("/api/metrics"))
@@ -427,12 +379,7 @@ async fn beyond_the_concurrency_limit_requests_are_shed_with_503() {
         "overloaded"
     );
     assert_eq!(
-        client()
-            .get(gw.url("/api/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&gw.url("/api/health")).await,
         200,
         "health is not shed"
     );
@@ -485,23 +432,11 @@ async fn the_gateway_has_its_own_health_metrics_and_json_404() {
     let core = spawn_core().await;
     let gw = spawn_gateway(&format!("http://{}", core.addr)).await;
     let c = client();
-    let health: Value = c
-        .get(gw.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&gw.url("/api/health")).await;
     assert_eq!(health["service"], "jessy-api");
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
-    let url = gw.url("/api/ready");
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let req = c.get(&url);
-            async move { req.send().await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await,
+        wait_for_status(&gw.url("/api/ready"), 200, Duration::from_secs(5)).await,
         "ready once the core answers the probe"
     );
     c.post(gw.url("/api/v1/query"))

@@ -20,6 +20,33 @@ pub fn client() -> reqwest::Client {
         .expect("test client")
 }
 
+/// GET `url` and parse the JSON answer.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// GET `url` and return the status code.
+pub async fn get_status(url: &str) -> u16 {
+    client().get(url).send().await.unwrap().status().as_u16()
+}
+
+/// Polls GET `url` until it answers `status` (bounded by `within`).
+pub async fn wait_for_status(url: &str, status: u16, within: Duration) -> bool {
+    let c = client();
+    eventually(within, || {
+        let req = c.get(url);
+        async move { req.send().await.is_ok_and(|r| r.status() == status) }
+    })
+    .await
+}
+
 /// Asserts an error answer: its status and its JSON error code; returns the body.
 pub async fn expect_error(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(res.status(), status);

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    API_BIN, CORE_BIN, Process, client, dead_address, expect_error, spawn_core_with,
+    API_BIN, CORE_BIN, Process, client, dead_address, expect_error, get_status, spawn_core_with,
     spawn_gateway_with, spawn_stub,
 };
 
@@ -219,19 +219,12 @@ async fn shutdown_timeout_cuts_off_stragglers() {
 async fn readiness_is_503_from_the_moment_shutdown_begins() {
     let mut core = spawn_core_with(|c| c.common.shutdown_delay = Duration::from_millis(800)).await;
     let c = client();
-    assert_eq!(
-        c.get(core.url("/ready")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(get_status(&core.url("/ready")).await, 200);
     core.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ready = c.get(core.url("/ready")).send().await.unwrap();
     expect_error(ready, 503, "shutting_down").await;
-    assert_eq!(
-        c.get(core.url("/health")).send().await.unwrap().status(),
-        200,
-        "still alive"
-    );
+    assert_eq!(get_status(&core.url("/health")).await, 200, "still alive");
     assert_eq!(core.join().await, jessy::server::Drain::Complete);
 
     let addr = dead_address().await;
@@ -276,15 +269,7 @@ async fn a_client_sending_half_a_request_is_disconnected() {
         "{text}"
     );
     // A complete request on a new connection is still served.
-    assert_eq!(
-        client()
-            .get(gw.url("/api/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&gw.url("/api/health")).await, 200);
 }
 
 #[tokio::test]

@@ -88,15 +88,23 @@ impl Drop for Running {
     }
 }
 
-fn shutdown_pair() -> (
-    oneshot::Sender<()>,
-    impl std::future::Future<Output = ()> + Send,
-) {
+/// Runs a built application on the test runtime; `Running` triggers its shutdown.
+fn run_in_background<F>(addr: SocketAddr, run: impl FnOnce(ShutdownSignal) -> F) -> Running
+where
+    F: std::future::Future<Output = jessy::server::Drain> + Send + 'static,
+{
     let (tx, rx) = oneshot::channel::<()>();
-    (tx, async move {
+    let shutdown: ShutdownSignal = Box::pin(async move {
         let _ = rx.await;
-    })
+    });
+    Running {
+        addr,
+        shutdown: Some(tx),
+        task: Some(tokio::spawn(run(shutdown))),
+    }
 }
+
+type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// jessy-core in-process, with `tweak` applied to its defaults.
 pub async fn spawn_core_with(tweak: impl FnOnce(&mut CoreConfig)) -> Running {
@@ -105,14 +113,7 @@ pub async fn spawn_core_with(tweak: impl FnOnce(&mut CoreConfig)) -> Running {
     let app = jessy::core::Application::build(&config)
         .await
         .expect("core starts");
-    let addr = app.local_addr();
-    let (tx, shutdown) = shutdown_pair();
-    let task = tokio::spawn(app.run(shutdown));
-    Running {
-        addr,
-        shutdown: Some(tx),
-        task: Some(task),
-    }
+    run_in_background(app.local_addr(), |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_core() -> Running {
@@ -127,14 +128,7 @@ pub async fn spawn_gateway_with(upstream: &str, tweak: impl FnOnce(&mut GatewayC
     let app = jessy::gateway::Application::build(&config)
         .await
         .expect("gateway starts");
-    let addr = app.local_addr();
-    let (tx, shutdown) = shutdown_pair();
-    let task = tokio::spawn(app.run(shutdown));
-    Running {
-        addr,
-        shutdown: Some(tx),
-        task: Some(task),
-    }
+    run_in_background(app.local_addr(), |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_gateway(upstream: &str) -> Running {

@@ -8,13 +8,7 @@ use serde_json::{Value, json};
 
 use super::CoreState;
 use crate::http::error::ApiError;
-
-/// RFC 3339 UTC timestamp of now.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
-}
+use crate::http::now_rfc3339;
 
 /// `GET /health`: liveness. 200 as long as the process serves, including
 /// during shutdown (restarting a draining process would drop its requests).

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::GatewayState;
 use super::upstream::UpstreamState;
-use crate::core::handlers::now_rfc3339;
 use crate::http::error::ApiError;
+use crate::http::now_rfc3339;
 
 /// `GET /api/health`: the gateway is alive (200 whatever the core's state,
 /// which is reported alongside so an operator sees both at once).

@@ -25,6 +25,13 @@ pub fn panic_to_500(panic: Box<dyn std::any::Any + Send + 'static>) -> Response 
     error::ApiError::internal().into_response()
 }
 
+/// Now, as an RFC 3339 UTC timestamp (the `timestamp` of health answers).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
 /// The JSON 404 for every unknown route.
 pub async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::not_found(format!("no route for {}", uri.path()))

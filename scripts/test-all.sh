@@ -36,7 +36,7 @@ step() {
 coverage() {
   # Unit, integration and BDD tests, instrumented; fails under 80 % of lines.
   cargo llvm-cov nextest --locked --all-features --fail-under-lines 80 &&
-    cargo llvm-cov report --all-features --lcov --output-path target/lcov.info >/dev/null &&
+    cargo llvm-cov report --lcov --output-path target/lcov.info >/dev/null &&
     echo "coverage report: target/lcov.info"
 }
 

@@ -2,8 +2,11 @@
 //! facade requires it). Installed once, even when tests build several apps
 //! in one process; each app keeps a [`Metrics`] handle to render from.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use axum::http::Method;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -14,10 +17,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
-/// A handle to the installed recorder.
+/// The request counter and latency histogram of one (method, status).
+type RequestHandles = (metrics::Counter, metrics::Histogram);
+type HandlesByRoute = HashMap<String, HashMap<(Method, u16), RequestHandles>>;
+
+/// A handle to the installed recorder, with the per-request metric handles
+/// looked up once and kept: `counter!(name, &labels)` with owned label
+/// strings costs a registry lookup and several allocations per request.
 #[derive(Clone)]
 pub struct Metrics {
     handle: PrometheusHandle,
+    in_flight: metrics::Gauge,
+    requests: Arc<RwLock<HandlesByRoute>>,
 }
 
 /// Errors installing the recorder (another recorder was installed first).
@@ -57,7 +68,48 @@ impl Metrics {
             "revision" => crate::GIT_REVISION,
         )
         .set(1.0);
-        Ok(Metrics { handle })
+        Ok(Metrics {
+            handle,
+            in_flight: metrics::gauge!("http_requests_in_flight"),
+            requests: Arc::default(),
+        })
+    }
+
+    /// `http_requests_in_flight`.
+    pub fn in_flight(&self) -> metrics::Gauge {
+        self.in_flight.clone()
+    }
+
+    /// `http_requests_total` and `http_request_duration_seconds` for one
+    /// (route template, method, status). Routes are templates, so the cache
+    /// is as bounded as the label set itself.
+    pub fn request_handles(&self, route: &str, method: &Method, status: u16) -> RequestHandles {
+        let cached = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .and_then(|by| by.get(&(method.clone(), status)))
+            .cloned();
+        if let Some(handles) = cached {
+            return handles;
+        }
+        let labels = [
+            ("method", method.to_string()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let handles = (
+            metrics::counter!("http_requests_total", &labels),
+            metrics::histogram!("http_request_duration_seconds", &labels),
+        );
+        self.requests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route.to_owned())
+            .or_default()
+            .insert((method.clone(), status), handles.clone());
+        handles
     }
 
     /// The whole exposition: recorded metrics plus the `process_*` readings.

@@ -53,6 +53,7 @@ pub enum StartError {
 
 /// The routes and middleware of jessy-core.
 pub fn router(state: CoreState, config: &CoreConfig) -> Router {
+    let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
@@ -62,18 +63,21 @@ pub fn router(state: CoreState, config: &CoreConfig) -> Router {
         .method_not_allowed_fallback(jhttp::method_not_allowed)
         .route_layer(from_fn(observe::record_route))
         .fallback(jhttp::not_found)
-        .with_state(state)
-        // Our own limit below answers in JSON and also covers chunked bodies.
-        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    // Wrapped once around the router, not per route (see `common_layers`).
+    let limited = tower::ServiceBuilder::new()
+        .layer(from_fn_with_state(
+            RequestTimeout(config.request_timeout),
+            timeout::enforce,
+        ))
         .layer(from_fn_with_state(
             BodyLimit(config.max_body_size),
             body_limit::enforce,
         ))
-        .layer(from_fn_with_state(
-            RequestTimeout(config.request_timeout),
-            timeout::enforce,
-        ));
-    jhttp::common_layers(routes)
+        // Our own limit above answers in JSON and also covers chunked bodies.
+        .layer(DefaultBodyLimit::disable())
+        .service(routes);
+    jhttp::common_layers(limited, &metrics)
 }
 
 /// A bound, ready-to-run jessy-core.

@@ -6,6 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::GatewayState;
 use super::upstream::UpstreamState;
 use crate::http::error::ApiError;
@@ -13,7 +15,7 @@ use crate::http::now_rfc3339;
 
 /// `GET /api/health`: the gateway is alive (200 whatever the core's state,
 /// which is reported alongside so an operator sees both at once).
-pub async fn health(State(state): State<GatewayState>) -> Json<Value> {
+pub async fn health(State(state): State<Arc<GatewayState>>) -> Json<Value> {
     Json(json!({
         "status": "healthy",
         "service": "jessy-api",
@@ -28,7 +30,7 @@ pub async fn health(State(state): State<GatewayState>) -> Json<Value> {
 
 /// `GET /api/ready`: 200 only when the core answered its last probe and the
 /// gateway is not shutting down.
-pub async fn ready(State(state): State<GatewayState>) -> Result<Json<Value>, ApiError> {
+pub async fn ready(State(state): State<Arc<GatewayState>>) -> Result<Json<Value>, ApiError> {
     if !state.readiness.is_ready() {
         return Err(ApiError::service_unavailable(
             "shutting_down",
@@ -45,7 +47,7 @@ pub async fn ready(State(state): State<GatewayState>) -> Result<Json<Value>, Api
 }
 
 /// `GET /api/metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<GatewayState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<GatewayState>>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],

@@ -60,26 +60,34 @@ pub fn router(
 ) -> Router {
     // Forwarded routes: the three the core documents get their own route
     // labels in metrics; anything else under /api/v1 is forwarded too.
-    let mut forwarded = Router::new()
+    // Rate limiting is outermost: an abusive client is refused before it
+    // takes a concurrency permit. The three limits are ONE route layer (one
+    // boxing per route instead of three).
+    let rate_limit = limiter.map(|limiter| {
+        from_fn_with_state(
+            RateLimit {
+                limiter,
+                trusted: state.trusted.clone(),
+            },
+            rate_limit::enforce,
+        )
+    });
+    let forwarded = Router::new()
         .route("/api/v1/query", any(proxy::forward))
         .route("/api/v1/status", any(proxy::forward))
         .route("/api/v1/health", any(proxy::forward))
         .route("/api/v1/{*rest}", any(proxy::forward))
-        .route_layer(from_fn_with_state(state.body_limit, body_limit::enforce))
-        .route_layer(from_fn_with_state(
-            ConcurrencyLimit::new(config.max_concurrent_requests as usize),
-            load_shed::enforce,
-        ));
-    // Rate limiting is outermost: an abusive client is refused before it
-    // takes a concurrency permit.
-    if let Some(limiter) = limiter {
-        let limit = RateLimit {
-            limiter,
-            trusted: state.trusted.clone(),
-        };
-        forwarded = forwarded.route_layer(from_fn_with_state(limit, rate_limit::enforce));
-    }
+        .route_layer(
+            tower::ServiceBuilder::new()
+                .option_layer(rate_limit)
+                .layer(from_fn_with_state(
+                    ConcurrencyLimit::new(config.max_concurrent_requests as usize),
+                    load_shed::enforce,
+                ))
+                .layer(from_fn_with_state(state.body_limit, body_limit::enforce)),
+        );
 
+    let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/api/health", get(handlers::health))
         .route("/api/ready", get(handlers::ready))
@@ -88,15 +96,15 @@ pub fn router(
         .method_not_allowed_fallback(jhttp::method_not_allowed)
         .route_layer(from_fn(observe::record_route))
         .fallback(jhttp::not_found)
-        .with_state(state)
+        .with_state(Arc::new(state));
+    // Wrapped once around the router, not per route (see `common_layers`).
+    let outer = tower::ServiceBuilder::new()
+        .option_layer(cors(&config.cors_allowed_origins.0))
+        .layer(from_fn(rejections::count))
         // Bodies stream to the core; the limit is enforced while streaming.
         .layer(DefaultBodyLimit::disable())
-        .layer(from_fn(rejections::count));
-    let routes = match cors(&config.cors_allowed_origins.0) {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    };
-    jhttp::common_layers(routes)
+        .service(routes);
+    jhttp::common_layers(outer, &metrics)
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers

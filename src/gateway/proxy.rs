@@ -17,6 +17,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
 use super::GatewayState;
 use super::headers::{set_forwarded, strip_hop_by_hop};
 use super::upstream::UpstreamState;
@@ -32,7 +34,7 @@ pub fn describe_metrics() {
 }
 
 /// The handler for every forwarded route.
-pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
+pub async fn forward(State(state): State<Arc<GatewayState>>, req: Request) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -10,12 +10,13 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
 use super::request_id::RequestId;
+use crate::metrics::Metrics;
 
 /// The matched route template, handed from the router to [`track`].
 #[derive(Debug, Clone)]
@@ -23,13 +24,14 @@ pub struct RouteLabel(pub String);
 
 /// Routes that orchestrators and scrapers call every few seconds: logged at
 /// DEBUG, so the access log shows traffic rather than probes.
-const PROBE_ROUTES: [&str; 6] = [
+const PROBE_ROUTES: [&str; 7] = [
     "/health",
     "/ready",
     "/metrics",
     "/api/health",
     "/api/ready",
     "/api/metrics",
+    "/api/v1/health",
 ];
 
 /// Route layer: report which route template matched.
@@ -47,23 +49,23 @@ pub async fn record_route(req: Request, next: Next) -> Response {
 
 /// Counts a request as in flight until dropped, also when the request's
 /// future is cancelled (client gone, shutdown deadline).
-struct InFlight;
+struct InFlight(metrics::Gauge);
 
 impl InFlight {
-    fn enter() -> Self {
-        metrics::gauge!("http_requests_in_flight").increment(1.0);
-        InFlight
+    fn enter(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+        self.0.decrement(1.0);
     }
 }
 
 /// Middleware: span, access log and metrics for each request.
-pub async fn track(req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -82,7 +84,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     );
     crate::telemetry::continue_trace(&span, req.headers());
 
-    let _in_flight = InFlight::enter();
+    let _in_flight = InFlight::enter(metrics.in_flight());
     let res = next.run(req).instrument(span.clone()).await;
 
     let status = res.status().as_u16();
@@ -92,13 +94,9 @@ pub async fn track(req: Request, next: Next) -> Response {
         .map(|r| r.0.clone())
         .unwrap_or_else(|| "unmatched".to_owned());
     let elapsed = started.elapsed();
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.clone()),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let (requests, duration) = metrics.request_handles(&route, &method, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
 
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {

@@ -274,6 +274,7 @@ async fn a_client_sending_half_a_request_is_disconnected() {
 
 #[tokio::test]
 async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
+    let metrics = jessy::metrics::Metrics::install("test").unwrap();
     let app = jessy::http::common_layers(
         Router::new()
             .route(
@@ -286,6 +287,7 @@ async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
                 }),
             )
             .route("/fine", get(|| async { "fine" })),
+        &metrics,
     );
     let (addr, _server) = spawn_stub(app).await;
     let res = client()
@@ -312,6 +314,7 @@ async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_request_over_the_deadline_is_503() {
+    let metrics = jessy::metrics::Metrics::install("test").unwrap();
     let app = jessy::http::common_layers(
         Router::new()
             .route(
@@ -325,6 +328,7 @@ async fn a_request_over_the_deadline_is_503() {
                 jessy::http::timeout::RequestTimeout(Duration::from_millis(200)),
                 jessy::http::timeout::enforce,
             )),
+        &metrics,
     );
     let (addr, _server) = spawn_stub(app).await;
     let res = client()

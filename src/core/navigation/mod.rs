@@ -65,11 +65,21 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
+use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
 /// The data file, compiled into the binary so a deployment cannot lose it.
 const EMBEDDED_DATA: &str = include_str!("dimensions.json");
+
+/// The hasher of the word tables and of the per-query set of seen words.
+/// Every query token is hashed two to four times (stopwords, seen, index,
+/// urgency); with std's SipHash-1-3 that was a third of the instructions of a
+/// 2,000-character query. foldhash (already in the tree through hashbrown) is
+/// seeded per process, so hash flooding through crafted queries stays hard.
+type Hasher = foldhash::fast::RandomState;
+type WordMap<V> = HashMap<String, V, Hasher>;
+type WordSet = HashSet<String, Hasher>;
 
 /// The engine is written for exactly these ids, in this order; the data is
 /// rejected otherwise, which lets D13 and D14 be found by position.
@@ -178,9 +188,9 @@ pub struct Navigator {
     dimensions: Vec<Dimension>,
     /// Keyword → indexes (ascending) of the dimensions whose table has it.
     /// Only ever looked up, never iterated, so its order cannot leak out.
-    index: HashMap<String, Vec<usize>>,
-    stopwords: HashSet<String>,
-    urgency_words: HashSet<String>,
+    index: WordMap<Vec<usize>>,
+    stopwords: WordSet,
+    urgency_words: WordSet,
     urgency_boost_hz: f64,
 }
 
@@ -241,7 +251,7 @@ impl Navigator {
             )));
         }
         let mut dimensions = Vec::with_capacity(DIMENSION_COUNT);
-        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut index: WordMap<Vec<usize>> = WordMap::default();
         for (i, dim) in raw.dimensions.into_iter().enumerate() {
             let expected = format!("D{:02}", i + 1);
             if dim.id != expected {
@@ -299,7 +309,7 @@ impl Navigator {
 
     /// The stopword set, for callers of [`extract_keywords`].
     #[must_use]
-    pub fn stopwords(&self) -> &HashSet<String> {
+    pub fn stopwords(&self) -> &HashSet<String, impl BuildHasher> {
         &self.stopwords
     }
 
@@ -424,9 +434,12 @@ impl Navigator {
 /// returned token is lowercase and purely alphanumeric — the same form the
 /// data tables are validated to have.
 #[must_use]
-pub fn extract_keywords(query: &str, stopwords: &HashSet<String>) -> Vec<String> {
+pub fn extract_keywords<S: BuildHasher>(
+    query: &str,
+    stopwords: &HashSet<String, S>,
+) -> Vec<String> {
     let lowered = query.to_lowercase();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<&str, Hasher> = HashSet::default();
     let mut keywords = Vec::new();
     for token in lowered.split(|c: char| !c.is_alphanumeric()) {
         if token.is_empty() || stopwords.contains(token) {
@@ -443,9 +456,9 @@ pub fn extract_keywords(query: &str, stopwords: &HashSet<String>) -> Vec<String>
 fn word_set(
     what: &str,
     words: &[String],
-    stopwords: Option<&HashSet<String>>,
-) -> Result<HashSet<String>, DataError> {
-    let mut set = HashSet::with_capacity(words.len());
+    stopwords: Option<&WordSet>,
+) -> Result<WordSet, DataError> {
+    let mut set = WordSet::with_capacity_and_hasher(words.len(), Hasher::default());
     for word in words {
         if !is_token(word) {
             return Err(DataError(format!(

@@ -1,0 +1,1172 @@
+#!/usr/bin/env python3
+"""jessy benchmark harness (python3 stdlib only). Run it through bench/run.sh.
+
+What one run does, in order:
+  1. builds the release binaries (jessy-core, jessy-api) and the bare-axum
+     reference (bench/reference-axum, own Cargo.lock), and copies the three
+     executables into a private temp dir, so parallel builds in the shared
+     target dir cannot swap a binary under the benchmark;
+  2. load cases, interleaved: every round runs every case once (the order
+     rotates each round), each case on freshly started processes: wait until
+     ready, one pre-check request (must be 2xx), wrk warm-up, measured wrk
+     run (wrk -t1 -cN with bench/wrk/report.lua), then VmHWM of every server
+     process, then SIGTERM (SIGKILL after 5 s);
+  3. startup: spawn -> first 200 on the health URL (poll every 0.5 ms),
+     median of N starts, and idle RSS 200 ms after that first 200;
+  4. sizes (stripped release binaries; docker images when built);
+  5. divan microbenchmarks of the navigation engine (benches/navigation.rs);
+  6. optional (--build-times): cold and incremental release build times;
+  7. tables (medians, min..max spread), ratios and the budget (PASS/MISS;
+     a MISS does not fail the run), and JSON lines in bench/results/.
+
+Exit status: 0 unless something did not work (a server that does not start,
+a non-2xx or socket error under load, a build that fails): 1. Timings never
+fail the run.
+
+Only loopback (127.0.0.1) ports below 32768 are used; a port that already
+answers is refused, so the harness never benchmarks a stranger. It stops
+only the processes it started (by their process group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+LUA = BENCH / "wrk" / "report.lua"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+MIB = 1024 * 1024
+
+SHORT_QUERY = "What is the meaning of life and existence?"
+# Same sentence and construction as benches/navigation.rs (long_query).
+SENTENCE = ("I feel anxious about the future of my family and friends, "
+            "so I think about ethics, art and the meaning of life while I debug this code. ")
+
+# Budget (issue 6). Ratios are measured within one run.
+BUDGET = {
+    "core_vs_axum": 0.9,       # jessy-core /health req/s >= 0.9 x bare axum
+    "gateway_vs_nginx": 1.0,   # jessy-api -> core >= 1.0 x nginx proxy -> core
+    "idle_rss_mib": 8.0,       # per service
+    "peak_rss_mib": 32.0,      # per service, 64 connections
+    "startup_ms": 20.0,        # spawn -> first 200 on /health
+    "query_p99_x": 2.0,        # /api/v1/query p99 <= 2 x /health p99
+    "image_mb": 10.0,          # docker image size, MB (10^6 bytes)
+}
+
+
+def long_query(chars: int) -> str:
+    out = []
+    while sum(map(len, out)) < chars:
+        out.append(SENTENCE)
+    return "".join(out)[:chars]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------- /proc ----
+
+def proc_stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may contain spaces; fields after the closing paren
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def session_pids(sid: int) -> list[int]:
+    """All processes whose session id is `sid` (a server and its children)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        f = proc_stat_fields(int(entry))
+        # after comm: state(0) ppid(1) pgrp(2) session(3)
+        if f and int(f[3]) == sid:
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        f = proc_stat_fields(pid)
+        if f:
+            total += int(f[11]) + int(f[12])  # utime, stime
+    return total
+
+
+def machine_busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs from /proc/stat."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    vals = [int(x) for x in parts[:8]]
+    idle = vals[3] + vals[4]  # idle + iowait
+    total = sum(vals)
+    return total - idle, total
+
+
+def busy_cores(interval: float) -> float:
+    b0, _ = machine_busy_ticks()
+    time.sleep(interval)
+    b1, _ = machine_busy_ticks()
+    return (b1 - b0) / CLK_TCK / interval
+
+
+# ------------------------------------------------------------------ HTTP ----
+
+def http_request(port: int, path: str, body: bytes | None = None,
+                 timeout: float = 2.0) -> tuple[int, bytes] | None:
+    """One HTTP/1.1 request on 127.0.0.1; None if the port refuses."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except (ConnectionRefusedError, ConnectionResetError, socket.timeout, OSError):
+        return None
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if body is None:
+            req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        else:
+            req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        s.sendall(req)
+        chunks = []
+        while True:
+            try:
+                c = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not c:
+                break
+            chunks.append(c)
+        data = b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    if not m:
+        return None
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(m.group(1)), payload
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------- processes ----
+
+LIVE: dict[int, "Server"] = {}
+
+
+def set_autogroup_nice(pid: int, nice: int) -> None:
+    """With sched_autogroup, a plain nice does nothing against other sessions;
+    the session's autogroup nice does (needs root for negative values)."""
+    if nice == 0:
+        return
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass
+
+
+class Server:
+    def __init__(self, role: str, cmd: list[str], env: dict[str, str], logdir: Path,
+                 nice: int, tag: str):
+        self.role = role
+        self.logpath = logdir / f"{tag}-{role}.log"
+        self.logfile = open(self.logpath, "ab")
+        self.t_spawn = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.logfile,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+        LIVE[self.pid] = self
+        set_autogroup_nice(self.pid, nice)
+
+    def pids(self) -> list[int]:
+        if self.proc.poll() is not None:
+            return []
+        return session_pids(self.pid) or [self.pid]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        # children left in the group (nginx workers exit with their master)
+        for _ in range(50):
+            if not session_pids(self.pid):
+                break
+            time.sleep(0.01)
+        self.logfile.close()
+        LIVE.pop(self.pid, None)
+
+    def log_tail(self, n: int = 5) -> str:
+        try:
+            return "\n".join(self.logpath.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def wait_ready(srv: Server, port: int, path: str, limit: float = 30.0,
+               poll: float = 0.0005) -> float | None:
+    """ms from spawn to the first 2xx on `path`; None on timeout/exit."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        if srv.proc.poll() is not None:
+            return None
+        r = http_request(port, path, timeout=1.0)
+        if r and 200 <= r[0] < 300:
+            return (time.perf_counter() - srv.t_spawn) * 1000
+        time.sleep(poll)
+    return None
+
+
+def stop_all() -> None:
+    for srv in list(LIVE.values())[::-1]:
+        srv.stop()
+
+
+# ----------------------------------------------------------------- build ----
+
+def cargo_env(target_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CARGO_TARGET_DIR"] = str(target_dir)
+    return env
+
+
+def build(args, target_dir: Path, bindir: Path) -> dict[str, Path]:
+    """Builds and copies the executables into bindir (private copies)."""
+    cmd = ["cargo", "build", "--release", "--locked", "--bins",
+           "--message-format", "json-render-diagnostics"]
+    if args.features:
+        cmd += ["--features", args.features]
+    log(f"bench: {' '.join(cmd[:5])}{' --features ' + args.features if args.features else ''}"
+        f" (CARGO_TARGET_DIR={target_dir})")
+    out = subprocess.run(cmd, cwd=REPO, env=cargo_env(target_dir), stdout=subprocess.PIPE,
+                         check=True, text=True).stdout
+    exes = {}
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and "bin" in msg["target"]["kind"]:
+            exes[msg["target"]["name"]] = Path(msg["executable"])
+    bins = {}
+    for name in ("jessy-core", "jessy-api"):
+        if name not in exes:
+            raise SystemExit(f"bench: cargo did not report an executable for {name}")
+        bins[name] = bindir / name
+        shutil.copy2(exes[name], bins[name])
+
+    ref_target = target_dir / "bench-reference-axum"
+    manifest = BENCH / "reference-axum" / "Cargo.toml"
+    log(f"bench: cargo build --release --locked --manifest-path {manifest.relative_to(REPO)}"
+        f" (CARGO_TARGET_DIR={ref_target})")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path", str(manifest)],
+                   cwd=BENCH / "reference-axum", env=cargo_env(ref_target), check=True,
+                   stdout=subprocess.DEVNULL)
+    bins["reference-axum"] = bindir / "reference-axum"
+    shutil.copy2(ref_target / "release" / "reference-axum", bins["reference-axum"])
+    return bins
+
+
+# ----------------------------------------------------------------- nginx ----
+
+def nginx_conf(tmp: Path, workers: int, port: int, upstream_port: int) -> Path:
+    d = tmp / f"nginx-w{workers}"
+    (d / "tmp").mkdir(parents=True, exist_ok=True)
+    user = ""
+    if os.geteuid() == 0:
+        # Run the workers as the current user (root here) instead of nobody.
+        import grp
+        import pwd
+        pw = pwd.getpwuid(os.geteuid())
+        user = f"user {pw.pw_name} {grp.getgrgid(pw.pw_gid).gr_name};\n"
+    conf = d / "nginx.conf"
+    conf.write_text(f"""# generated by bench/bench.py: reverse proxy in front of jessy-core
+{user}worker_processes {workers};
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    upstream jessy_core {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 128;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://jessy_core;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+""")
+    return conf
+
+
+# ----------------------------------------------------------------- cases ----
+
+class Ports:
+    def __init__(self, base: int):
+        self.core, self.api, self.ref, self.ngx1, self.ngx2 = range(base, base + 5)
+
+    def all(self):
+        return [self.core, self.api, self.ref, self.ngx1, self.ngx2]
+
+
+def base_env() -> dict[str, str]:
+    # A clean environment: nothing like OTEL_EXPORTER_OTLP_ENDPOINT leaks in.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+
+
+def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: str = "") -> list[dict]:
+    """The load cases. With `suffix` (a --variant), only the cases that run a
+    jessy binary, named `<case>@<variant>`, using that variant's binaries."""
+    def core(level="info", workers=None):
+        env = base_env() | {"JESSY_HOST": "127.0.0.1", "JESSY_PORT": str(ports.core),
+                            "RUST_LOG": level, "LOG_FORMAT": args.log_format}
+        if workers:
+            env["TOKIO_WORKER_THREADS"] = str(workers)
+        return {"role": "core", "cmd": [str(bins["jessy-core"])], "env": env,
+                "port": ports.core, "ready": "/health"}
+
+    def api(level="info", workers=None):
+        env = base_env() | {"API_HOST": "127.0.0.1", "API_PORT": str(ports.api),
+                            "RUST_SERVICE_URL": f"http://127.0.0.1:{ports.core}",
+                            "RATE_LIMIT_ENABLED": "false",
+                            "RUST_LOG": level, "LOG_FORMAT": args.log_format}
+        if workers:
+            env["TOKIO_WORKER_THREADS"] = str(workers)
+        return {"role": "api", "cmd": [str(bins["jessy-api"])], "env": env,
+                "port": ports.api, "ready": "/api/health"}
+
+    def ref(workers=None):
+        env = base_env() | {"BIND": f"127.0.0.1:{ports.ref}"}
+        if workers:
+            env["TOKIO_WORKER_THREADS"] = str(workers)
+        return {"role": "axum", "cmd": [str(bins["reference-axum"])], "env": env,
+                "port": ports.ref, "ready": "/health"}
+
+    def nginx(workers):
+        port = ports.ngx1 if workers == 1 else ports.ngx2
+        conf = nginx_conf(tmp, workers, port, ports.core)
+        return {"role": "nginx", "cmd": [args.nginx, "-p", str(conf.parent), "-c", str(conf),
+                                         "-e", str(conf.parent / "error.log")],
+                "env": base_env(), "port": port, "ready": "/health"}
+
+    short = tmp / "query-short.json"
+    short.write_text(json.dumps({"query": SHORT_QUERY}))
+    q2k = tmp / "query-2k.json"
+    q2k.write_text(json.dumps({"query": long_query(2000)}))
+
+    C = []
+
+    def case(name, what, procs, path, body=None, default=True):
+        if suffix:
+            if not any(p["role"] in ("core", "api") for p in procs):
+                return
+            name, what = f"{name}@{suffix}", f"{what} [{suffix}]"
+        C.append({"name": name, "what": what, "procs": procs, "port": procs[-1]["port"],
+                  "path": path, "body": str(body) if body else None, "default": default})
+
+    case("axum-ref", "bare axum reference GET /health", [ref()], "/health")
+    case("core-health", "jessy-core GET /health", [core()], "/health")
+    case("core-health-warn", "jessy-core GET /health, RUST_LOG=warn", [core("warn")], "/health")
+    case("core-query", "jessy-core POST /api/v1/query (short)", [core()], "/api/v1/query", short)
+    case("core-query-2k", "jessy-core POST /api/v1/query (2,000 chars)", [core()],
+         "/api/v1/query", q2k)
+    case("core-query-warn", "jessy-core POST /api/v1/query (short), RUST_LOG=warn",
+         [core("warn")], "/api/v1/query", short)
+    case("api-health", "jessy-api GET /api/v1/health -> core /health", [core(), api()],
+         "/api/v1/health")
+    case("api-health-warn", "jessy-api -> core, both RUST_LOG=warn",
+         [core("warn"), api("warn")], "/api/v1/health")
+    case("api-query", "jessy-api POST /api/v1/query (short) -> core", [core(), api()],
+         "/api/v1/query", short)
+    case("api-query-2k", "jessy-api POST /api/v1/query (2,000 chars) -> core",
+         [core(), api()], "/api/v1/query", q2k)
+    case("nginx1-proxy", "nginx (1 worker, keepalive) GET /health -> core", [core(), nginx(1)],
+         "/health")
+    case("nginx2-proxy", "nginx (2 workers, keepalive) GET /health -> core", [core(), nginx(2)],
+         "/health")
+    case("api-health-t1", "jessy-api -> core, TOKIO_WORKER_THREADS=1 in both",
+         [core(workers=1), api(workers=1)], "/api/v1/health")
+    case("nginx1-proxy-t1", "nginx (1 worker) -> core with TOKIO_WORKER_THREADS=1",
+         [core(workers=1), nginx(1)], "/health")
+    # Not in the default set (--extra): the same-thread-count latency view.
+    case("axum-ref-t1", "bare axum reference, TOKIO_WORKER_THREADS=1", [ref(workers=1)],
+         "/health", default=False)
+    case("core-health-t1", "jessy-core GET /health, TOKIO_WORKER_THREADS=1", [core(workers=1)],
+         "/health", default=False)
+    case("core-query-t1", "jessy-core POST /api/v1/query (short), TOKIO_WORKER_THREADS=1",
+         [core(workers=1)], "/api/v1/query", short, default=False)
+    case("api-query-t1", "jessy-api POST /api/v1/query (short) -> core, 1 worker each",
+         [core(workers=1), api(workers=1)], "/api/v1/query", short, default=False)
+    return C
+
+
+# ------------------------------------------------------------------ load ----
+
+def run_wrk(args, url: str, body: str | None, duration: int, nice: int) -> tuple[dict | None, float, str]:
+    """Runs wrk; returns (report, load-tool CPU seconds, raw stdout)."""
+    env = dict(os.environ)
+    env.pop("WRK_BODY_FILE", None)
+    if body:
+        env["WRK_BODY_FILE"] = body
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.conns}", f"-d{duration}s", "--timeout", "5s",
+           "-s", str(LUA), url]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True, text=True)
+    set_autogroup_nice(p.pid, nice)
+    try:
+        out, _ = p.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return None, 0.0, out
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        raise
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    for line in out.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line[9:]), cpu, out
+    return None, cpu, out
+
+
+def wait_quiet(args) -> float:
+    """Machine load (cores busy) just before a run; waits up to --quiet-wait s
+    for it to drop below --quiet. Returns the last sample."""
+    deadline = time.monotonic() + args.quiet_wait
+    while True:
+        busy = busy_cores(0.25)
+        if busy <= args.quiet or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.25)
+
+
+def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
+    row = {"type": "load", "name": case["name"], "round": rnd, "conns": args.conns,
+           "threads": args.threads, "duration_s": args.duration, "ok": False}
+    row["pre_busy"] = round(wait_quiet(args), 2)
+    servers: list[Server] = []
+    try:
+        for p in case["procs"]:
+            if port_answers(p["port"]):
+                row["error"] = f"port {p['port']} already answers: refusing to benchmark a stranger"
+                return row
+            srv = Server(p["role"], p["cmd"], p["env"], logdir, args.nice,
+                         f"r{rnd}-{case['name']}")
+            servers.append(srv)
+            ready = wait_ready(srv, p["port"], p["ready"])
+            if ready is None:
+                why = (f"exited with status {srv.proc.returncode}" if srv.proc.poll() is not None
+                       else f"did not answer 2xx on {p['ready']} within 30 s")
+                row["error"] = f"{p['role']} {why}; log tail:\n{srv.log_tail()}"
+                return row
+            row[f"ready_ms_{p['role']}"] = round(ready, 2)
+        body = Path(case["body"]).read_bytes() if case["body"] else None
+        pre = http_request(case["port"], case["path"], body)
+        if not pre or not (200 <= pre[0] < 300):
+            row["error"] = f"pre-check {case['path']}: {pre[0] if pre else 'no answer'}"
+            return row
+        try:
+            json.loads(pre[1])
+        except ValueError:
+            row["error"] = f"pre-check {case['path']}: body is not JSON: {pre[1][:200]!r}"
+            return row
+        url = f"http://127.0.0.1:{case['port']}{case['path']}"
+        if args.warmup > 0:
+            run_wrk(args, url, case["body"], args.warmup, args.nice)
+        pids = [pid for s in servers for pid in s.pids()]
+        t0 = cpu_ticks(pids)
+        b0, _ = machine_busy_ticks()
+        w0 = time.perf_counter()
+        rep, load_cpu, raw = run_wrk(args, url, case["body"], args.duration, args.nice)
+        wall = time.perf_counter() - w0
+        b1, _ = machine_busy_ticks()
+        server_cpu = (cpu_ticks(pids) - t0) / CLK_TCK
+        for s in servers:
+            hwm = sum(status_kb(pid, "VmHWM") or 0 for pid in s.pids())
+            row[f"rss_peak_kb_{s.role}"] = hwm
+            if s.proc.poll() is not None:
+                row["error"] = f"{s.role} exited during the run (status {s.proc.returncode})"
+                return row
+        if rep is None:
+            row["error"] = f"wrk gave no report:\n{raw[-500:]}"
+            return row
+        dur = rep["duration_us"] / 1e6
+        e = rep["errors"]
+        lat = rep["latency_us"]
+        row.update({
+            "rps": round(rep["requests"] / dur, 1),
+            "requests": rep["requests"],
+            "p50_ms": lat["p"]["50"] / 1000, "p90_ms": lat["p"]["90"] / 1000,
+            "p99_ms": lat["p"]["99"] / 1000, "max_ms": lat["max"] / 1000,
+            "errors": e["connect"] + e["read"] + e["write"] + e["timeout"] + e["status"],
+            "non2xx": e["status"], "socket_errors": {k: v for k, v in e.items() if k != "status"},
+            "server_cpu": round(server_cpu / wall, 2), "load_cpu": round(load_cpu / wall, 2),
+            "other_cpu": round(max(0.0, (b1 - b0) / CLK_TCK - server_cpu - load_cpu) / wall, 2),
+        })
+        if row["errors"]:
+            row["error"] = f"{row['errors']} errors under load ({e})"
+            return row
+        row["ok"] = True
+        return row
+    finally:
+        for s in servers[::-1]:
+            s.stop()
+        row["ts"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------- startup ----
+
+def startup(args, name: str, proc: dict, n: int, logdir: Path, backend: dict | None) -> list[dict]:
+    rows = []
+    back = None
+    try:
+        if backend:
+            back = Server(backend["role"], backend["cmd"], backend["env"], logdir, args.nice,
+                          f"startup-{name}")
+            if wait_ready(back, backend["port"], backend["ready"]) is None:
+                return [{"type": "startup", "name": name, "ok": False,
+                         "error": f"backend did not start:\n{back.log_tail()}"}]
+        for i in range(n):
+            if port_answers(proc["port"]):
+                return rows + [{"type": "startup", "name": name, "ok": False,
+                                "error": f"port {proc['port']} already answers"}]
+            srv = Server(proc["role"], proc["cmd"], proc["env"], logdir, args.nice,
+                         f"startup-{name}")
+            try:
+                ms = wait_ready(srv, proc["port"], proc["ready"], limit=10.0)
+                if ms is None:
+                    rows.append({"type": "startup", "name": name, "i": i, "ok": False,
+                                 "error": f"no 2xx within 10 s:\n{srv.log_tail()}"})
+                    continue
+                rss_first = status_kb(srv.pid, "VmRSS")
+                time.sleep(0.2)
+                rss_idle = status_kb(srv.pid, "VmRSS")
+                threads = len(os.listdir(f"/proc/{srv.pid}/task"))
+                rows.append({"type": "startup", "name": name, "i": i, "ok": True,
+                             "ready_ms": round(ms, 3), "rss_first_kb": rss_first,
+                             "rss_idle_kb": rss_idle, "threads": threads})
+            finally:
+                srv.stop()
+    finally:
+        if back:
+            back.stop()
+    return rows
+
+
+# ------------------------------------------------------------ size/build ----
+
+def image_sizes() -> dict[str, int | None]:
+    out = {}
+    docker = shutil.which("docker")
+    for img in ("jessy-core:latest", "jessy-api:latest", "jessy-test:latest"):
+        if not docker:
+            out[img] = None
+            continue
+        r = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", img],
+                           capture_output=True, text=True, timeout=30)
+        out[img] = int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
+    return out
+
+
+def build_times(args) -> dict:
+    """Cold release build in a fresh target dir under /tmp, then one touched
+    source file and the incremental rebuild in the same dir."""
+    cold_dir = Path(tempfile.mkdtemp(prefix="jessy-cold-build.", dir="/tmp"))
+    touched = REPO / "src" / "lib.rs"
+    cmd = ["cargo", "build", "--release", "--locked", "--bins"]
+    if args.features:
+        cmd += ["--features", args.features]
+    res = {"type": "build", "features": args.features or "default", "cmd": " ".join(cmd),
+           "touched": str(touched.relative_to(REPO))}
+    try:
+        log(f"bench: cold build ({' '.join(cmd)}) in {cold_dir} ...")
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, env=cargo_env(cold_dir), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res["cold_s"] = round(time.perf_counter() - t, 1)
+        # Touch (mtime only; content untouched), rebuild, then put the old
+        # mtime back if nobody changed the file meanwhile, so the shared
+        # target dir does not rebuild because of us.
+        st = touched.stat()
+        before = touched.read_bytes()
+        os.utime(touched)
+        mine = touched.stat().st_mtime_ns
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, env=cargo_env(cold_dir), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res["incremental_s"] = round(time.perf_counter() - t, 1)
+        if touched.stat().st_mtime_ns == mine and touched.read_bytes() == before:
+            os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns))
+        res["ok"] = True
+    except subprocess.CalledProcessError as err:
+        res["ok"] = False
+        res["error"] = str(err)
+    finally:
+        shutil.rmtree(cold_dir, ignore_errors=True)
+    return res
+
+
+# ---------------------------------------------------------------- divan -----
+
+UNITS = {"ps": 1e-6, "ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def micro(args, target_dir: Path) -> tuple[list[dict], str, bool]:
+    cmd = ["cargo", "bench", "--locked", "--bench", "navigation"]
+    if args.features:
+        cmd += ["--features", args.features]
+    cmd += ["--", "--color", "never"]
+    if args.quick:
+        cmd += ["--sample-count", "20"]
+    log(f"bench: {' '.join(cmd)}")
+    try:
+        r = subprocess.run(cmd, cwd=REPO, env=cargo_env(target_dir), capture_output=True,
+                           text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return [], "timed out", False
+    rows = []
+    pat = re.compile(r"^[├╰]─ (\S+)\s+([\d.]+ \S+)\s+│\s+([\d.]+ \S+)\s+│\s+([\d.]+ \S+)"
+                     r"\s+│\s+([\d.]+ \S+)\s+│\s+(\d+)\s+│\s+(\d+)")
+
+    def us(v: str) -> float:
+        num, unit = v.split()
+        return float(num) * UNITS[unit]
+
+    for line in r.stdout.splitlines():
+        m = pat.match(line)
+        if m:
+            rows.append({"type": "micro", "name": m.group(1), "fastest_us": us(m.group(2)),
+                         "slowest_us": us(m.group(3)), "median_us": us(m.group(4)),
+                         "mean_us": us(m.group(5)), "samples": int(m.group(6)),
+                         "iters": int(m.group(7))})
+    return rows, r.stdout + ("\n" + r.stderr[-2000:] if r.returncode else ""), r.returncode == 0
+
+
+# --------------------------------------------------------------- reports ----
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0, unit=""):
+    if x is None:
+        return "n/a"
+    if nd == 0:
+        return f"{x:,.0f}{unit}"
+    return f"{x:,.{nd}f}{unit}"
+
+
+def summarize_load(cases: list[dict], rows: list[dict]) -> dict:
+    by = {}
+    for c in cases:
+        rs = [r for r in rows if r["type"] == "load" and r["name"] == c["name"] and r.get("ok")]
+        if not rs:
+            continue
+        roles = [p["role"] for p in c["procs"]]
+        rps = [r["rps"] for r in rs]
+        by[c["name"]] = {
+            "what": c["what"], "n": len(rs), "roles": roles,
+            "rps": med(rps), "rps_min": min(rps), "rps_max": max(rps),
+            "p50": med([r["p50_ms"] for r in rs]), "p99": med([r["p99_ms"] for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+            "rss": {role: max(r.get(f"rss_peak_kb_{role}", 0) for r in rs) / 1024 for role in roles},
+            "server_cpu": med([r["server_cpu"] for r in rs]),
+            "load_cpu": med([r["load_cpu"] for r in rs]),
+            "other_cpu": med([r["other_cpu"] for r in rs]),
+            "pre_busy": med([r["pre_busy"] for r in rs]),
+            "per_round": {r["round"]: r for r in rs},
+        }
+    return by
+
+
+def ratio(by, a, b, key="rps"):
+    """(ratio of medians, min..max of per-round ratios)."""
+    if a not in by or b not in by or not by[b][key]:
+        return None, None, None
+    r = by[a][key] / by[b][key]
+    per = [by[a]["per_round"][k][{"rps": "rps", "p99": "p99_ms"}[key]] /
+           by[b]["per_round"][k][{"rps": "rps", "p99": "p99_ms"}[key]]
+           for k in by[a]["per_round"] if k in by[b]["per_round"]]
+    return r, (min(per) if per else None), (max(per) if per else None)
+
+
+def render(meta, cases, by, starts, sizes, images, micro_rows, build, failures) -> tuple[str, list[dict]]:
+    L = []
+    L.append(f"## jessy benchmark — {meta['date']}")
+    L.append("")
+    L.append(f"Machine: {meta['cpu']} ({meta['nproc']} CPUs), {meta['kernel']}, {meta['rustc']}, "
+             f"{meta['wrk']}, {meta['nginx']}. Load generator and servers share the same cores.")
+    L.append(f"Conditions: {meta['rounds']} interleaved round(s) × {len(by)} cases, "
+             f"wrk -t{meta['threads']} -c{meta['conns']}, {meta['duration']} s measured after "
+             f"{meta['warmup']} s warm-up, fresh processes per case and round; LOG_FORMAT="
+             f"{meta['log_format']}, RUST_LOG=info unless noted, RATE_LIMIT_ENABLED=false; "
+             f"features: {meta['features']}; autogroup nice {meta['nice']}; git {meta['git']}.")
+    L.append(f"Noise: machine load before runs (cores busy) median {fmt(meta['pre_busy_med'], 2)}, "
+             f"max {fmt(meta['pre_busy_max'], 2)}; CPU used by other processes during runs "
+             f"median {fmt(meta['other_cpu_med'], 2)}, max {fmt(meta['other_cpu_max'], 2)} cores "
+             f"(upper bound, includes loopback softirq).")
+    L.append("")
+    L.append("### Load (medians; req/s spread = min..max over rounds)")
+    L.append("")
+    L.append("| case | what | req/s | spread | p50 ms | p99 ms | errors | peak RSS MiB | server CPU | other CPU |")
+    L.append("|---|---|---:|---|---:|---:|---:|---|---:|---:|")
+    for c in cases:
+        s = by.get(c["name"])
+        if not s:
+            L.append(f"| {c['name']} | {c['what']} | FAILED | | | | | | | |")
+            continue
+        spread = f"{s['rps_min']:,.0f}..{s['rps_max']:,.0f} (±{(s['rps_max'] - s['rps_min']) / 2 / s['rps'] * 100:.0f} %)"
+        rss = " + ".join(f"{role} {v:.1f}" for role, v in s["rss"].items())
+        L.append(f"| {c['name']} | {c['what']} | {s['rps']:,.0f} | {spread} | {s['p50']:.3f} | "
+                 f"{s['p99']:.2f} | {s['errors']} | {rss} | {s['server_cpu']:.2f} | {s['other_cpu']:.2f} |")
+    L.append("")
+
+    L.append("### Ratios (same run; ratio of medians, per-round min..max)")
+    L.append("")
+    L.append("| ratio | value | per round |")
+    L.append("|---|---:|---|")
+    ratio_defs = [
+        ("core-health / axum-ref (req/s)", "core-health", "axum-ref", "rps"),
+        ("core-health-warn / axum-ref (req/s)", "core-health-warn", "axum-ref", "rps"),
+        ("core-health-warn / core-health (req/s): INFO span cost (/health itself logs at DEBUG)", "core-health-warn", "core-health", "rps"),
+        ("core-query-warn / core-query (req/s): INFO access log line + span", "core-query-warn", "core-query", "rps"),
+        ("api-health / nginx1-proxy (req/s)", "api-health", "nginx1-proxy", "rps"),
+        ("api-health / nginx2-proxy (req/s)", "api-health", "nginx2-proxy", "rps"),
+        ("api-health-warn / nginx1-proxy (req/s)", "api-health-warn", "nginx1-proxy", "rps"),
+        ("api-health-warn / api-health (req/s): INFO access log line + span", "api-health-warn", "api-health", "rps"),
+        ("api-health-t1 / nginx1-proxy-t1 (req/s)", "api-health-t1", "nginx1-proxy-t1", "rps"),
+        ("api-health / core-health (req/s): cost of the hop", "api-health", "core-health", "rps"),
+        ("core-query p99 / core-health p99", "core-query", "core-health", "p99"),
+        ("core-query-2k p99 / core-health p99", "core-query-2k", "core-health", "p99"),
+        ("api-query p99 / api-health p99", "api-query", "api-health", "p99"),
+        ("api-query-2k p99 / api-health p99", "api-query-2k", "api-health", "p99"),
+        ("core-query / core-health (req/s)", "core-query", "core-health", "rps"),
+        ("core-query-2k / core-health (req/s)", "core-query-2k", "core-health", "rps"),
+        ("core-health-t1 / axum-ref-t1 (req/s)", "core-health-t1", "axum-ref-t1", "rps"),
+    ]
+    for c in cases:
+        if "@" in c["name"]:
+            base, variant = c["name"].split("@", 1)
+            ratio_defs.append((f"{c['name']} / {base} (req/s)", c["name"], base, "rps"))
+            ratio_defs.append((f"{c['name']} p99 / {base} p99", c["name"], base, "p99"))
+            if base == "core-health":
+                ratio_defs.append((f"{c['name']} / axum-ref (req/s)", c["name"], "axum-ref", "rps"))
+            if base == "api-health":
+                ratio_defs.append((f"{c['name']} / nginx1-proxy (req/s)", c["name"], "nginx1-proxy", "rps"))
+    ratios = {}
+    for label, a, b, key in ratio_defs:
+        r, lo, hi = ratio(by, a, b, key)
+        ratios[(a, b, key)] = r
+        if r is not None:
+            L.append(f"| {label} | {r:.2f} | {lo:.2f}..{hi:.2f} |")
+    L.append("")
+
+    L.append("### Startup, idle memory, sizes")
+    L.append("")
+    L.append(f"| service | spawn → first 200 ms (median of {meta['starts']}; min..max) | idle RSS MiB (median) | threads | stripped binary |")
+    L.append("|---|---|---:|---:|---:|")
+    st = {}
+    for name, bin_name in (("jessy-core", "jessy-core"), ("jessy-api", "jessy-api"),
+                           ("axum-ref", "reference-axum")):
+        rs = [r for r in starts if r["name"] == name and r.get("ok")]
+        if not rs:
+            L.append(f"| {name} | FAILED | | | {fmt(sizes.get(bin_name))} B |")
+            continue
+        ms = [r["ready_ms"] for r in rs]
+        st[name] = {"ready_ms": med(ms), "rss_idle_mib": med([r["rss_idle_kb"] for r in rs]) / 1024,
+                    "threads": med([r["threads"] for r in rs])}
+        L.append(f"| {name} | {med(ms):.2f} ({min(ms):.2f}..{max(ms):.2f}) | "
+                 f"{st[name]['rss_idle_mib']:.1f} | {st[name]['threads']:.0f} | "
+                 f"{sizes.get(bin_name, 0):,} B ({sizes.get(bin_name, 0) / MIB:.2f} MiB) |")
+    L.append("")
+    L.append("Images: " + ", ".join(
+        f"{k} {'not built' if v is None else f'{v / 1e6:.1f} MB'}" for k, v in images.items()))
+    L.append("")
+    if micro_rows:
+        L.append("### Navigation engine (divan, `cargo bench --bench navigation`)")
+        L.append("")
+        L.append("| bench | median | fastest | mean | samples × iters |")
+        L.append("|---|---:|---:|---:|---|")
+        for m in micro_rows:
+            L.append(f"| {m['name']} | {m['median_us']:.2f} µs | {m['fastest_us']:.2f} µs | "
+                     f"{m['mean_us']:.2f} µs | {m['samples']} × {m['iters']} |")
+        L.append("")
+    if build:
+        L.append("### Release build time")
+        L.append("")
+        if build.get("ok"):
+            L.append(f"`{build['cmd']}`: cold (fresh CARGO_TARGET_DIR under /tmp, crates already "
+                     f"downloaded) {build['cold_s']:.0f} s; incremental after touching "
+                     f"`{build['touched']}` {build['incremental_s']:.0f} s.")
+        else:
+            L.append(f"build failed: {build.get('error')}")
+        L.append("")
+
+    # Budget
+    B = []
+
+    def line(what, value, limit, passed, detail=""):
+        B.append({"type": "budget", "what": what, "value": value, "limit": limit,
+                  "result": "n/a" if passed is None else ("PASS" if passed else "MISS"),
+                  "detail": detail})
+
+    r = ratios.get(("core-health", "axum-ref", "rps"))
+    line("jessy-core /health req/s ≥ 0.9× bare axum", None if r is None else f"{r:.2f}×",
+         "≥ 0.90×", None if r is None else r >= BUDGET["core_vs_axum"], "core-health / axum-ref")
+    r = ratios.get(("api-health", "nginx1-proxy", "rps"))
+    line("gateway path ≥ 1.0× nginx proxy (1 worker) → same core", None if r is None else f"{r:.2f}×",
+         "≥ 1.00×", None if r is None else r >= BUDGET["gateway_vs_nginx"], "api-health / nginx1-proxy")
+    r = ratios.get(("api-health", "nginx2-proxy", "rps"))
+    if r is not None:
+        line("gateway path ≥ 1.0× nginx proxy (2 workers) → same core", f"{r:.2f}×", "≥ 1.00×",
+             r >= BUDGET["gateway_vs_nginx"], "api-health / nginx2-proxy")
+    for name in ("jessy-core", "jessy-api"):
+        v = st.get(name, {}).get("rss_idle_mib")
+        line(f"idle RSS {name} ≤ 8 MiB", None if v is None else f"{v:.1f} MiB", "≤ 8 MiB",
+             None if v is None else v <= BUDGET["idle_rss_mib"], "VmRSS 200 ms after first 200")
+    for role, name in (("core", "jessy-core"), ("api", "jessy-api")):
+        peaks = [(s["rss"][role], n) for n, s in by.items() if role in s["rss"]]
+        if peaks:
+            v, where = max(peaks)
+            line(f"peak RSS {name} under {meta['conns']} connections ≤ 32 MiB", f"{v:.1f} MiB",
+                 "≤ 32 MiB", v <= BUDGET["peak_rss_mib"], f"max VmHWM over all cases ({where})")
+    for name in ("jessy-core", "jessy-api"):
+        v = st.get(name, {}).get("ready_ms")
+        line(f"start → healthy {name} ≤ 20 ms", None if v is None else f"{v:.2f} ms", "≤ 20 ms",
+             None if v is None else v <= BUDGET["startup_ms"], f"median of {meta['starts']}")
+    for a, b in (("core-query", "core-health"), ("core-query-2k", "core-health"),
+                 ("api-query", "api-health"), ("api-query-2k", "api-health")):
+        r = ratios.get((a, b, "p99"))
+        line(f"{a} p99 ≤ 2× {b} p99", None if r is None else
+             f"{r:.2f}× ({by[a]['p99']:.2f} / {by[b]['p99']:.2f} ms)", "≤ 2.00×",
+             None if r is None else r <= BUDGET["query_p99_x"])
+    for img in ("jessy-core:latest", "jessy-api:latest"):
+        v = images.get(img)
+        line(f"image {img} ≤ 10 MB", "not built" if v is None else f"{v / 1e6:.1f} MB", "≤ 10 MB",
+             None if v is None else v <= BUDGET["image_mb"] * 1e6)
+
+    L.append("### Budget (MISS does not fail the run)")
+    L.append("")
+    L.append("| budget | measured | limit | result |")
+    L.append("|---|---|---|---|")
+    for b in B:
+        L.append(f"| {b['what']} | {b['value'] or 'n/a'} | {b['limit']} | {b['result']} |")
+    L.append("")
+    if failures:
+        L.append("### Failures")
+        L.append("")
+        for f in failures:
+            L.append(f"- {f}")
+        L.append("")
+    return "\n".join(L), B
+
+
+# ------------------------------------------------------------------ main ----
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round × 2 s, 1 s warm-up, 5 starts")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
+    ap.add_argument("--duration", type=int, default=None, help="measured seconds per case (default 5, max 60)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up seconds per case (default 1)")
+    ap.add_argument("--conns", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    ap.add_argument("--starts", type=int, default=None, help="starts per service for startup (default 20)")
+    ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--extra", action="store_true", help="also run the *-t1 latency cases not in the default set")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                    help="also run the jessy cases with DIR/jessy-core and DIR/jessy-api, named <case>@NAME (A/B a change)")
+    ap.add_argument("--features", default="", help="cargo features for jessy (e.g. otel, as the images)")
+    ap.add_argument("--log-format", default="json", choices=["json", "pretty"], help="LOG_FORMAT (default json, as compose)")
+    ap.add_argument("--build-times", action="store_true", help="also time a cold and an incremental release build (minutes)")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already in the target dir")
+    ap.add_argument("--no-micro", action="store_true", help="skip the divan microbenchmarks")
+    ap.add_argument("--no-load", action="store_true", help="skip the load cases")
+    ap.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
+                    help="autogroup nice of the servers and wrk (default -10 as root, else 0)")
+    ap.add_argument("--quiet", type=float, default=0.3, help="wait before each run until fewer cores than this are busy ...")
+    ap.add_argument("--quiet-wait", type=float, default=1.0, help="... but at most this many seconds (default 1)")
+    ap.add_argument("--port-base", type=int, default=24180, help="5 consecutive loopback ports from here (default 24180)")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--out", default=str(BENCH / "results"), help="results directory (JSON lines + Markdown)")
+    args = ap.parse_args()
+
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.duration = min(args.duration or (2 if args.quick else 5), 60)
+    args.warmup = args.warmup if args.warmup is not None else 1
+    args.starts = args.starts or (5 if args.quick else 20)
+    if not 1024 <= args.port_base <= 32768 - 5:
+        ap.error("--port-base: use loopback ports between 1024 and 32763 (below the ephemeral range)")
+
+    for tool in ("wrk", "cargo"):
+        if not shutil.which(tool):
+            log(f"bench: '{tool}' not found (Debian: apt-get install -y wrk nginx hyperfine)")
+            return 1
+    if not Path(args.nginx).exists():
+        log("bench: nginx not found (Debian: apt-get install -y nginx)")
+        return 1
+
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="jessy-bench."))
+    logdir = tmp / "logs"
+    logdir.mkdir()
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    outdir = Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    jsonl = outdir / f"{stamp}.jsonl"
+    mdfile = outdir / f"{stamp}.md"
+    failures: list[str] = []
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    rows: list[dict] = []
+    out = open(jsonl, "a")
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+
+    try:
+        # 1. build
+        if args.no_build:
+            bins = {"jessy-core": target_dir / "release" / "jessy-core",
+                    "jessy-api": target_dir / "release" / "jessy-api",
+                    "reference-axum": target_dir / "bench-reference-axum" / "release" / "reference-axum"}
+            for k, v in list(bins.items()):
+                shutil.copy2(v, bindir / k)
+                bins[k] = bindir / k
+        else:
+            bins = build(args, target_dir, bindir)
+        sizes = {k: v.stat().st_size for k, v in bins.items()}
+        # --variant NAME=DIR: the same product cases with DIR/jessy-core and
+        # DIR/jessy-api (A/B of a proposed change, in the same interleaved run).
+        variants = {}
+        for spec in args.variant:
+            name, _, vdir = spec.partition("=")
+            if not name or not vdir or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                log(f"bench: --variant wants NAME=DIR, got {spec!r}")
+                return 1
+            vb = dict(bins)
+            for exe in ("jessy-core", "jessy-api"):
+                src = Path(vdir) / exe
+                if not src.is_file():
+                    log(f"bench: --variant {name}: {src} not found")
+                    return 1
+                vb[exe] = bindir / f"{exe}@{name}"
+                shutil.copy2(src, vb[exe])
+            (tmp / f"variant-{name}").mkdir()
+            variants[name] = vb
+
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+                               cwd=REPO, capture_output=True, text=True).stdout.strip()
+        cpu = "?"
+        for l in Path("/proc/cpuinfo").read_text().splitlines():
+            if l.startswith("model name"):
+                cpu = l.split(":", 1)[1].strip()
+                break
+        meta = {"type": "meta", "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "cpu": cpu, "nproc": os.cpu_count(), "kernel": f"Linux {platform.release()}",
+                "rustc": tool_version(["rustc", "--version"]).split(" (")[0],
+                "wrk": "wrk " + tool_version(["wrk", "-v"]).split()[1] if shutil.which("wrk") else "?",
+                "nginx": tool_version([args.nginx, "-v"]).replace("nginx version: ", ""),
+                "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+                "conns": args.conns, "threads": args.threads, "starts": args.starts,
+                "features": args.features or "default", "log_format": args.log_format,
+                "nice": args.nice, "git": git + (" + uncommitted changes in src/Cargo" if dirty else ""),
+                "loadavg": Path("/proc/loadavg").read_text().split()[:3], "sizes": sizes}
+        log(f"bench: binaries in {bindir}; logs in {logdir}; results -> {jsonl}")
+
+        ports = Ports(args.port_base)
+        all_cases = build_cases(args, bins, ports, tmp)
+        cases = list(all_cases)
+        for name, vbins in variants.items():
+            cases += build_cases(args, vbins, ports, tmp / f"variant-{name}", suffix=name)
+        if args.only:
+            wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+            unknown = set(wanted) - {c["name"] for c in cases}
+            if unknown:
+                log(f"bench: unknown case(s): {', '.join(sorted(unknown))}; known: "
+                    f"{', '.join(c['name'] for c in cases)}")
+                return 1
+            cases = [c for c in cases if c["name"] in wanted]
+        elif not args.extra:
+            cases = [c for c in cases if c["default"]]
+
+        # 2. load, interleaved
+        if not args.no_load:
+            n = len(cases)
+            est = args.rounds * n * (args.duration + args.warmup + 0.6)
+            log(f"bench: {args.rounds} round(s) × {n} cases × ({args.warmup}+{args.duration}) s, "
+                f"about {est / 60:.1f} min")
+            for rnd in range(1, args.rounds + 1):
+                shift = (rnd - 1) % n
+                order = cases[shift:] + cases[:shift]
+                for c in order:
+                    row = run_case(args, c, rnd, logdir)
+                    emit(row)
+                    if row["ok"]:
+                        log(f"  r{rnd} {c['name']:<17} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']:.3f}"
+                            f"  p99 {row['p99_ms']:.2f} ms  srv {row['server_cpu']:.2f}"
+                            f"  other {row['other_cpu']:.2f}  pre {row['pre_busy']:.2f}")
+                    else:
+                        failures.append(f"round {rnd} {c['name']}: {row.get('error')}")
+                        log(f"  r{rnd} {c['name']:<17} FAILED: {row.get('error')}")
+
+        # 3. startup
+        starts: list[dict] = []
+        named = {c["name"]: c for c in all_cases}
+        core_p = named["core-health"]["procs"][0]
+        api_p = named["api-health"]["procs"][1]
+        ref_p = named["axum-ref"]["procs"][0]
+        log(f"bench: startup, {args.starts} starts each (poll every 0.5 ms)")
+        for name, p, backend in (("jessy-core", core_p, None), ("jessy-api", api_p, core_p),
+                                 ("axum-ref", ref_p, None)):
+            for r in startup(args, name, p, args.starts, logdir, backend):
+                emit(r)
+                if not r.get("ok"):
+                    failures.append(f"startup {name}: {r.get('error')}")
+            ok = [r["ready_ms"] for r in rows if r["type"] == "startup" and r["name"] == name and r.get("ok")]
+            if ok:
+                log(f"  {name:<10} median {med(ok):.2f} ms (min {min(ok):.2f}, max {max(ok):.2f})")
+
+        # 4. sizes
+        images = image_sizes()
+        emit({"type": "size", "binaries": sizes, "images": images})
+
+        # 5. micro
+        micro_rows = []
+        if not args.no_micro:
+            micro_rows, raw, ok = micro(args, target_dir)
+            for m in micro_rows:
+                emit(m)
+            if not ok:
+                failures.append(f"cargo bench --bench navigation failed:\n{raw[-1500:]}")
+
+        # 6. build times
+        build_res = None
+        if args.build_times:
+            build_res = build_times(args)
+            emit(build_res)
+            if not build_res.get("ok"):
+                failures.append(f"build times: {build_res.get('error')}")
+
+        load_rows = [r for r in rows if r["type"] == "load" and r.get("ok")]
+        meta["pre_busy_med"] = med([r["pre_busy"] for r in load_rows])
+        meta["pre_busy_max"] = max([r["pre_busy"] for r in load_rows], default=None)
+        meta["other_cpu_med"] = med([r["other_cpu"] for r in load_rows])
+        meta["other_cpu_max"] = max([r["other_cpu"] for r in load_rows], default=None)
+        meta["elapsed_s"] = round(time.monotonic() - started, 1)
+        by = summarize_load(cases, rows)
+        text, budget = render(meta, cases, by, [r for r in rows if r["type"] == "startup"],
+                              sizes, images, micro_rows, build_res, failures)
+        emit(meta)
+        for b in budget:
+            emit(b)
+        text += f"\nTotal time {meta['elapsed_s']:.0f} s. Raw rows: {jsonl.relative_to(REPO) if jsonl.is_relative_to(REPO) else jsonl}\n"
+        print(text)
+        mdfile.write_text(text)
+        return 1 if failures else 0
+    except KeyboardInterrupt as e:
+        log(f"bench: interrupted ({e}); stopping the servers it started")
+        return 130
+    except subprocess.CalledProcessError as e:
+        log(f"bench: build failed: {e}")
+        return 1
+    finally:
+        stop_all()
+        out.close()
+        if failures:
+            log(f"bench: server logs kept in {logdir}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# jessy benchmark: bench/run.sh [--quick] [--build-times] [--help for all options]
+#
+# Builds the release binaries and the bare-axum reference, runs the load cases
+# (wrk, loopback only, interleaved rounds), startup/RSS/size measurements and
+# the divan microbenchmarks, then prints the results table and the budget
+# (PASS/MISS). Writes JSON lines + Markdown to bench/results/.
+# Exit 1 only on errors (non-2xx, a server that does not start, a failed build).
+#
+# Needs: cargo, python3, wrk, nginx (Debian: apt-get install -y wrk nginx hyperfine).
+# Default run: about 7 minutes on a 2-core box (+5-10 min with --build-times);
+# --quick: about 1 minute.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+exec python3 "$here/bench.py" "$@"

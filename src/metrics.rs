@@ -2,7 +2,6 @@
 //! facade requires it). Installed once, even when tests build several apps
 //! in one process; each app keeps a [`Metrics`] handle to render from.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -19,16 +18,19 @@ static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// The request counter and latency histogram of one (method, status).
 type RequestHandles = (metrics::Counter, metrics::Histogram);
-type HandlesByRoute = HashMap<String, HashMap<(Method, u16), RequestHandles>>;
+type HandlesByRoute = foldhash::HashMap<String, foldhash::HashMap<(Method, u16), RequestHandles>>;
 
 /// A handle to the installed recorder, with the per-request metric handles
 /// looked up once and kept: `counter!(name, &labels)` with owned label
 /// strings costs a registry lookup and several allocations per request.
+/// Cloning is one reference count (each request holds a clone).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Shared>);
+
+struct Shared {
     handle: PrometheusHandle,
     in_flight: metrics::Gauge,
-    requests: Arc<RwLock<HandlesByRoute>>,
+    requests: RwLock<HandlesByRoute>,
 }
 
 /// Errors installing the recorder (another recorder was installed first).
@@ -68,32 +70,41 @@ impl Metrics {
             "revision" => crate::GIT_REVISION,
         )
         .set(1.0);
-        Ok(Metrics {
+        Ok(Metrics(Arc::new(Shared {
             handle,
             in_flight: metrics::gauge!("http_requests_in_flight"),
-            requests: Arc::default(),
-        })
+            requests: RwLock::default(),
+        })))
     }
 
     /// `http_requests_in_flight`.
-    pub fn in_flight(&self) -> metrics::Gauge {
-        self.in_flight.clone()
+    pub fn in_flight(&self) -> &metrics::Gauge {
+        &self.0.in_flight
     }
 
-    /// `http_requests_total` and `http_request_duration_seconds` for one
-    /// (route template, method, status). Routes are templates, so the cache
-    /// is as bounded as the label set itself.
-    pub fn request_handles(&self, route: &str, method: &Method, status: u16) -> RequestHandles {
-        let cached = self
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(route)
-            .and_then(|by| by.get(&(method.clone(), status)))
-            .cloned();
-        if let Some(handles) = cached {
-            return handles;
+    /// Counts one answered request in `http_requests_total` and
+    /// `http_request_duration_seconds`, labelled by (route template, method,
+    /// status). Routes are templates, so the handle cache is as bounded as
+    /// the label set itself.
+    pub fn record_request(&self, route: &str, method: &Method, status: u16, elapsed: Duration) {
+        let record = |(requests, duration): &RequestHandles| {
+            requests.increment(1);
+            duration.record(elapsed.as_secs_f64());
+        };
+        {
+            let cache = self.0.requests.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(handles) = cache
+                .get(route)
+                .and_then(|by| by.get(&(method.clone(), status)))
+            {
+                return record(handles);
+            }
         }
+        let handles = self.request_handles(route, method, status);
+        record(&handles);
+    }
+
+    fn request_handles(&self, route: &str, method: &Method, status: u16) -> RequestHandles {
         let labels = [
             ("method", method.to_string()),
             ("route", route.to_owned()),
@@ -103,7 +114,8 @@ impl Metrics {
             metrics::counter!("http_requests_total", &labels),
             metrics::histogram!("http_request_duration_seconds", &labels),
         );
-        self.requests
+        self.0
+            .requests
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(route.to_owned())
@@ -114,7 +126,7 @@ impl Metrics {
 
     /// The whole exposition: recorded metrics plus the `process_*` readings.
     pub fn render(&self) -> String {
-        let mut text = self.handle.render();
+        let mut text = self.0.handle.render();
         text.push_str(&crate::process::prometheus_text());
         text
     }
@@ -125,7 +137,7 @@ impl Metrics {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            self.handle.run_upkeep();
+            self.0.handle.run_upkeep();
         }
     }
 }

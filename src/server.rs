@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -26,6 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+use crate::http::App;
 
 /// Whether the service should receive traffic: true while serving, false from
 /// the moment shutdown begins. `/ready` answers from this.
@@ -62,7 +63,7 @@ pub enum Drain {
 /// Serves `app` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     readiness: Readiness,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
@@ -109,7 +110,7 @@ pub async fn serve(
 
 async fn handle_accept(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
-    app: &Router,
+    app: &App,
     graceful: &GracefulShutdown,
     config: ServeConfig,
 ) {
@@ -127,7 +128,7 @@ async fn handle_accept(
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: &Router,
+    app: &App,
     graceful: &GracefulShutdown,
     config: ServeConfig,
 ) {

@@ -16,20 +16,20 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower::Layer;
 
-use crate::http::body_limit::{self, BodyLimit};
-use crate::http::timeout::{self, RequestTimeout};
-use crate::http::{self as jhttp, observe};
+use crate::http::body_limit::BodyLimit;
+use crate::http::observe::RecordRouteLayer;
+use crate::http::timeout::RequestTimeout;
+use crate::http::{self as jhttp, App, CommonLayer};
 use crate::metrics::Metrics;
 use crate::server::{self, Drain, Readiness, ServeConfig};
 pub use config::{CoreCli, CoreCommand, CoreConfig};
 use navigation::Navigator;
 
-/// What the handlers share.
-#[derive(Clone)]
+/// What the handlers share (behind one `Arc`: extracting it is one count).
 pub struct CoreState {
     pub navigator: Arc<Navigator>,
     pub readiness: Readiness,
@@ -52,8 +52,10 @@ pub enum StartError {
 }
 
 /// The routes and middleware of jessy-core.
-pub fn router(state: CoreState, config: &CoreConfig) -> Router {
-    let metrics = state.metrics.clone();
+pub fn router(state: CoreState, config: &CoreConfig) -> App {
+    let common = CommonLayer::new(&state.metrics)
+        .timeout(RequestTimeout(config.request_timeout))
+        .body_limit(BodyLimit(config.max_body_size));
     let routes = Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
@@ -61,29 +63,18 @@ pub fn router(state: CoreState, config: &CoreConfig) -> Router {
         .route("/status", get(handlers::status))
         .route("/api/v1/query", post(query::query))
         .method_not_allowed_fallback(jhttp::method_not_allowed)
-        .route_layer(from_fn(observe::record_route))
+        .route_layer(RecordRouteLayer)
         .fallback(jhttp::not_found)
-        .with_state(state);
-    // Wrapped once around the router, not per route (see `common_layers`).
-    let limited = tower::ServiceBuilder::new()
-        .layer(from_fn_with_state(
-            RequestTimeout(config.request_timeout),
-            timeout::enforce,
-        ))
-        .layer(from_fn_with_state(
-            BodyLimit(config.max_body_size),
-            body_limit::enforce,
-        ))
-        // Our own limit above answers in JSON and also covers chunked bodies.
+        // The common body limit answers in JSON and also covers chunked bodies.
         .layer(DefaultBodyLimit::disable())
-        .service(routes);
-    jhttp::common_layers(limited, &metrics)
+        .with_state(Arc::new(state));
+    common.layer(routes)
 }
 
 /// A bound, ready-to-run jessy-core.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    app: App,
     readiness: Readiness,
     metrics: Metrics,
     serve: ServeConfig,
@@ -109,7 +100,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Application {
             listener,
-            router: router(state, config),
+            app: router(state, config),
             readiness,
             metrics,
             serve: config.common.serve_config(),
@@ -128,7 +119,7 @@ impl Application {
         let upkeep = tokio::spawn(self.metrics.clone().run_upkeep());
         let drain = server::serve(
             self.listener,
-            self.router,
+            self.app,
             self.readiness,
             self.serve,
             shutdown,

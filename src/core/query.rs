@@ -1,5 +1,7 @@
 //! `POST /api/v1/query`: validate the request, navigate, answer.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
@@ -136,7 +138,7 @@ pub fn describe_metrics() {
 
 /// The handler.
 pub async fn query(
-    State(state): State<CoreState>,
+    State(state): State<Arc<CoreState>>,
     Json(req): Json<QueryRequest>,
 ) -> Result<axum::Json<QueryResponse>, ApiError> {
     let valid = validate(req)?;

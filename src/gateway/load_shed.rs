@@ -5,14 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::error::ApiError;
 
-/// Middleware state: the permits.
+/// The permits.
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimit(pub Arc<Semaphore>);
 
@@ -20,16 +17,14 @@ impl ConcurrencyLimit {
     pub fn new(max: usize) -> Self {
         ConcurrencyLimit(Arc::new(Semaphore::new(max)))
     }
-}
 
-/// Middleware: take a permit for the request's lifetime, or shed it.
-pub async fn enforce(State(limit): State<ConcurrencyLimit>, req: Request, next: Next) -> Response {
-    match limit.0.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => ApiError::service_unavailable(
-            "overloaded",
-            "the gateway is at its concurrency limit; retry shortly",
-        )
-        .into_response(),
+    /// A permit to hold for the request's lifetime, or 503 `overloaded`.
+    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            ApiError::service_unavailable(
+                "overloaded",
+                "the gateway is at its concurrency limit; retry shortly",
+            )
+        })
     }
 }

@@ -1,13 +1,15 @@
 //! `jessy-api`: the public gateway in front of jessy-core.
 //!
 //! Where things are decided: [`rate_limit`] (is this client over its rate?),
-//! [`load_shed`] (is the gateway over its concurrency?), [`proxy`] (forwarding
+//! [`load_shed`] (is the gateway over its concurrency?), [`admission`] (the
+//! order those checks and the body limit run in), [`proxy`] (forwarding
 //! and how core failures map to 502/504), [`headers`] (hop-by-hop and
 //! `X-Forwarded-*`), [`client_ip`] (who the client is behind trusted
 //! proxies), [`upstream`] (the client for the core and its last known
 //! state), [`rejections`] (counting refusals), [`handlers`] (the gateway's own
 //! health, readiness and metrics), [`config`] (flags).
 
+pub mod admission;
 pub mod client_ip;
 pub mod config;
 pub mod handlers;
@@ -26,15 +28,18 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
-use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get};
 use tokio::net::TcpListener;
+use tower::Layer;
+use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::http::body_limit::{self, BodyLimit};
-use crate::http::{self as jhttp, observe};
+use crate::http::body_limit::BodyLimit;
+use crate::http::observe::RecordRouteLayer;
+use crate::http::{self as jhttp, App, CommonLayer};
 use crate::metrics::Metrics;
 use crate::server::{self, Drain, Readiness, ServeConfig};
+use admission::AdmissionLayer;
 use client_ip::TrustedProxies;
 pub use config::{GatewayCli, GatewayCommand, GatewayConfig};
 use load_shed::ConcurrencyLimit;
@@ -57,54 +62,42 @@ pub fn router(
     state: GatewayState,
     limiter: Option<Arc<RateLimiter>>,
     config: &GatewayConfig,
-) -> Router {
+) -> App {
     // Forwarded routes: the three the core documents get their own route
-    // labels in metrics; anything else under /api/v1 is forwarded too.
-    // Rate limiting is outermost: an abusive client is refused before it
-    // takes a concurrency permit. The three limits are ONE route layer (one
-    // boxing per route instead of three).
-    let rate_limit = limiter.map(|limiter| {
-        from_fn_with_state(
-            RateLimit {
-                limiter,
-                trusted: state.trusted.clone(),
-            },
-            rate_limit::enforce,
-        )
-    });
+    // labels in metrics; anything else under /api/v1 is forwarded too. Only
+    // they are admission-checked (rate, concurrency, body size).
+    let admission = AdmissionLayer::new(
+        limiter.map(|limiter| RateLimit {
+            limiter,
+            trusted: state.trusted.clone(),
+        }),
+        ConcurrencyLimit::new(config.max_concurrent_requests as usize),
+        state.body_limit,
+    );
     let forwarded = Router::new()
         .route("/api/v1/query", any(proxy::forward))
         .route("/api/v1/status", any(proxy::forward))
         .route("/api/v1/health", any(proxy::forward))
         .route("/api/v1/{*rest}", any(proxy::forward))
-        .route_layer(
-            tower::ServiceBuilder::new()
-                .option_layer(rate_limit)
-                .layer(from_fn_with_state(
-                    ConcurrencyLimit::new(config.max_concurrent_requests as usize),
-                    load_shed::enforce,
-                ))
-                .layer(from_fn_with_state(state.body_limit, body_limit::enforce)),
-        );
+        .route_layer(admission);
 
-    let metrics = state.metrics.clone();
+    let common = CommonLayer::new(&state.metrics);
     let routes = Router::new()
         .route("/api/health", get(handlers::health))
         .route("/api/ready", get(handlers::ready))
         .route("/api/metrics", get(handlers::metrics))
         .merge(forwarded)
         .method_not_allowed_fallback(jhttp::method_not_allowed)
-        .route_layer(from_fn(observe::record_route))
+        .route_layer(RecordRouteLayer)
         .fallback(jhttp::not_found)
-        .with_state(Arc::new(state));
-    // Wrapped once around the router, not per route (see `common_layers`).
-    let outer = tower::ServiceBuilder::new()
-        .option_layer(cors(&config.cors_allowed_origins.0))
-        .layer(from_fn(rejections::count))
+        .layer(MapResponseLayer::new(rejections::count))
         // Bodies stream to the core; the limit is enforced while streaming.
         .layer(DefaultBodyLimit::disable())
-        .service(routes);
-    jhttp::common_layers(outer, &metrics)
+        .layer(tower::util::option_layer(cors(
+            &config.cors_allowed_origins.0,
+        )))
+        .with_state(Arc::new(state));
+    common.layer(routes)
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers
@@ -142,7 +135,7 @@ pub enum StartError {
 /// A bound, ready-to-run jessy-api.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    app: App,
     state: GatewayState,
     limiter: Option<Arc<RateLimiter>>,
     probe_interval: Duration,
@@ -182,7 +175,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Application {
             listener,
-            router: router(state.clone(), limiter.clone(), config),
+            app: router(state.clone(), limiter.clone(), config),
             state,
             limiter,
             probe_interval: config.upstream_probe_interval,
@@ -215,7 +208,7 @@ impl Application {
         }
         let drain = server::serve(
             self.listener,
-            self.router,
+            self.app,
             self.state.readiness.clone(),
             self.serve,
             shutdown,

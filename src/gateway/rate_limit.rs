@@ -10,10 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::client_ip::TrustedProxies;
 use crate::http::error::ApiError;
@@ -93,36 +91,37 @@ impl RateLimiter {
     }
 }
 
-/// Middleware state.
+/// The limiter and who the client is.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     pub limiter: Arc<RateLimiter>,
     pub trusted: TrustedProxies,
 }
 
-/// Middleware: 429 when the client is over its rate.
-pub async fn enforce(State(limit): State<RateLimit>, req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let client = limit.trusted.client_ip(peer, req.headers());
-    match limit.limiter.check(client, Instant::now()) {
-        Decision::Allowed => next.run(req).await,
-        Decision::Limited { retry_after } => {
-            let seconds = retry_after.as_secs_f64().ceil() as u64;
-            tracing::debug!(%client, seconds, "rate limited");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "too many requests from {client}; retry in {} s",
-                    seconds.max(1)
-                ),
-            )
-            .with_retry_after(seconds)
-            .into_response()
+impl RateLimit {
+    /// Takes one token for the request's client, or refuses with 429.
+    pub fn check(&self, req: &Request) -> Result<(), ApiError> {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let client = self.trusted.client_ip(peer, req.headers());
+        match self.limiter.check(client, Instant::now()) {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil() as u64;
+                tracing::debug!(%client, seconds, "rate limited");
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many requests from {client}; retry in {} s",
+                        seconds.max(1)
+                    ),
+                )
+                .with_retry_after(seconds))
+            }
         }
     }
 }

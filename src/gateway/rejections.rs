@@ -2,8 +2,6 @@
 //! refused or could not complete, counted in one place from the error code
 //! the refusal carries.
 
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::http::error::ApiError;
@@ -37,9 +35,8 @@ pub fn describe() {
     }
 }
 
-/// Middleware: count rejections on the way out.
-pub async fn count(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+/// Counts the response if it is a rejection (for `MapResponseLayer`).
+pub fn count(res: Response) -> Response {
     if let Some(reason) = res
         .extensions()
         .get::<ApiError>()

@@ -2,16 +2,14 @@
 //! and a [`Limited`] body otherwise, so a chunked or lying body is cut off at
 //! the limit while it streams (nothing is buffered here).
 
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::body::{Body, HttpBody as _};
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http_body_util::Limited;
 
 use super::error::ApiError;
 
-/// Middleware state: the largest accepted body, in bytes.
+/// The largest accepted body, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
@@ -22,20 +20,25 @@ impl BodyLimit {
             format!("the request body exceeds the limit of {} bytes", self.0),
         )
     }
-}
 
-/// Middleware: enforce the limit.
-pub async fn enforce(State(limit): State<BodyLimit>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit.0 as u64) {
-        return limit.error().into_response();
+    /// Refuses a request whose declared length is over the limit; otherwise
+    /// wraps its body so that streaming stops at the limit.
+    pub fn apply(self, req: &mut Request) -> Result<(), ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.0 as u64) {
+            return Err(self.error());
+        }
+        // An empty body (a GET, say) needs no wrapper.
+        if !req.body().is_end_stream() {
+            let body = std::mem::take(req.body_mut());
+            *req.body_mut() = Body::new(Limited::new(body, self.0));
+        }
+        Ok(())
     }
-    next.run(req.map(|body| Body::new(Limited::new(body, limit.0))))
-        .await
 }
 
 /// Whether an error (or anything in its source chain) is the body limit.

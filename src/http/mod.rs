@@ -2,14 +2,18 @@
 //!
 //! Order, outermost first: [`request_id`] (and JSON error bodies get the id)
 //! → [`observe`] (access log, metrics, trace span) → panic catching →
-//! per-service limits → routes. [`error::ApiError`] is the one error shape.
+//! per-service limits ([`timeout`], [`body_limit`]) → routes, all in one
+//! service, [`stack::Common`]. [`error::ApiError`] is the one error shape.
 
 pub mod body_limit;
 pub mod error;
 pub mod json;
 pub mod observe;
 pub mod request_id;
+pub mod stack;
 pub mod timeout;
+
+pub use stack::{Common, CommonLayer};
 
 use axum::response::{IntoResponse, Response};
 
@@ -46,34 +50,5 @@ pub async fn method_not_allowed(method: axum::http::Method) -> error::ApiError {
     )
 }
 
-/// The layers every service wraps its router in, outermost first: request id
-/// (and error bodies), observation, panic catching. Services add their own
-/// limits inside (before calling this); tests wrap ad-hoc routers the same way.
-///
-/// The stack wraps `inner` (a `Router`, or a `Router` already wrapped in the
-/// service's own limits) ONCE. `Router::layer` would instead wrap every route
-/// separately, and each `from_fn` then clones its inner boxed route on every
-/// request, so the cost grows with the depth of the stack (measured: 28
-/// boxed-service clones per `/health` request; see bench/README).
-pub fn common_layers<S>(inner: S, metrics: &crate::metrics::Metrics) -> axum::Router
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    use axum::middleware::{from_fn, from_fn_with_state};
-    let stack = tower::ServiceBuilder::new()
-        .layer(from_fn(request_id::assign))
-        .layer(from_fn_with_state(metrics.clone(), observe::track))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_to_500,
-        ))
-        .service(inner);
-    axum::Router::new().fallback_service(stack)
-}
+/// A service's whole HTTP app: its router inside the [`Common`] stack.
+pub type App = Common<axum::Router>;

@@ -5,22 +5,24 @@
 //!
 //! Metrics are labelled by the matched route template, never the raw path,
 //! so a scan of random URLs cannot explode label cardinality: the router's
-//! [`record_route`] layer reports the template; everything unmatched is
+//! [`RecordRouteLayer`] reports the template; everything unmatched is
 //! `"unmatched"`.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, Uri};
 use axum::response::Response;
-use tracing::Instrument;
 
 use super::request_id::RequestId;
 use crate::metrics::Metrics;
 
-/// The matched route template, handed from the router to [`track`].
+/// The matched route template, handed from the router to [`Observation`].
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
+pub struct RouteLabel(pub MatchedPath);
 
 /// Routes that orchestrators and scrapers call every few seconds: logged at
 /// DEBUG, so the access log shows traffic rather than probes.
@@ -34,79 +36,154 @@ const PROBE_ROUTES: [&str; 7] = [
     "/api/v1/health",
 ];
 
-/// Route layer: report which route template matched.
-pub async fn record_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let mut res = next.run(req).await;
-    if let Some(route) = route {
-        res.extensions_mut().insert(RouteLabel(route));
-    }
-    res
-}
-
 /// Counts a request as in flight until dropped, also when the request's
 /// future is cancelled (client gone, shutdown deadline).
-struct InFlight(metrics::Gauge);
+struct InFlight(Metrics);
 
 impl InFlight {
-    fn enter(gauge: metrics::Gauge) -> Self {
-        gauge.increment(1.0);
-        InFlight(gauge)
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.in_flight().increment(1.0);
+        InFlight(metrics.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight().decrement(1.0);
     }
 }
 
-/// Middleware: span, access log and metrics for each request.
-pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format!("{method} {path}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        url.path = %path,
-        request_id = %request_id,
-    );
-    crate::telemetry::continue_trace(&span, req.headers());
+/// One request being observed, from arrival to its response.
+pub struct Observation {
+    started: Instant,
+    method: Method,
+    // A clone shares the request's bytes; the path is logged at the end.
+    uri: Uri,
+    request_id: RequestId,
+    span: tracing::Span,
+    in_flight: InFlight,
+}
 
-    let _in_flight = InFlight::enter(metrics.in_flight());
-    let res = next.run(req).instrument(span.clone()).await;
-
-    let status = res.status().as_u16();
-    let route = res
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let elapsed = started.elapsed();
-    let (requests, duration) = metrics.request_handles(&route, &method, status);
-    requests.increment(1);
-    duration.record(elapsed.as_secs_f64());
-
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(%request_id, %method, %route, %path, status, latency_ms, "request failed");
-        } else if PROBE_ROUTES.contains(&route.as_str()) {
-            tracing::debug!(%request_id, %method, %route, %path, status, latency_ms, "request");
-        } else {
-            tracing::info!(%request_id, %method, %route, %path, status, latency_ms, "request");
+impl Observation {
+    /// Starts observing `req` (after its id is assigned).
+    pub fn start(req: &Request, request_id: RequestId, metrics: &Metrics) -> Observation {
+        let method = req.method().clone();
+        let path = req.uri().path();
+        // No subscriber wants spans unless trace export is on (the JSON log
+        // layer ignores them), and then the span is disabled and free.
+        let span = tracing::info_span!(
+            "request",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            http.request.method = %method,
+            url.path = %path,
+            request_id = %request_id,
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("{method} {path}"));
+            crate::telemetry::continue_trace(&span, req.headers());
         }
-    });
-    res
+        Observation {
+            started: Instant::now(),
+            method,
+            uri: req.uri().clone(),
+            request_id,
+            span,
+            in_flight: InFlight::enter(metrics),
+        }
+    }
+
+    /// The span the request's handling runs in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Records the metrics and writes the access-log line for `res`.
+    pub fn finish(self, res: &Response) {
+        let status = res.status().as_u16();
+        let route = res
+            .extensions()
+            .get::<RouteLabel>()
+            .map_or("unmatched", |r| r.0.as_str());
+        let elapsed = self.started.elapsed();
+        self.in_flight
+            .0
+            .record_request(route, &self.method, status, elapsed);
+
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let (request_id, method, path) = (&self.request_id, &self.method, self.uri.path());
+        self.span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(%request_id, %method, %route, %path, status, latency_ms, "request failed");
+            } else if PROBE_ROUTES.contains(&route) {
+                tracing::debug!(%request_id, %method, %route, %path, status, latency_ms, "request");
+            } else {
+                tracing::info!(%request_id, %method, %route, %path, status, latency_ms, "request");
+            }
+        });
+    }
+}
+
+/// Route layer (`Router::route_layer`): reports which route template matched
+/// by putting a [`RouteLabel`] on the response. Calls the route directly:
+/// no clone and no boxing per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRouteLayer;
+
+impl<S> tower::Layer<S> for RecordRouteLayer {
+    type Service = RecordRoute<S>;
+
+    fn layer(&self, inner: S) -> RecordRoute<S> {
+        RecordRoute(inner)
+    }
+}
+
+/// See [`RecordRouteLayer`].
+#[derive(Debug, Clone)]
+pub struct RecordRoute<S>(S);
+
+impl<S> tower::Service<Request> for RecordRoute<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RecordRouteFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        RecordRouteFuture {
+            inner: self.0.call(req),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`RecordRouteLayer`].
+    pub struct RecordRouteFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for RecordRouteFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            res.extensions_mut().insert(RouteLabel(route));
+        }
+        Poll::Ready(Ok(res))
+    }
 }

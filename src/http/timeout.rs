@@ -3,25 +3,19 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
 use super::error::ApiError;
 
-/// Middleware state: the deadline.
+/// The deadline of every request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimeout(pub Duration);
 
-/// Middleware: 503 `timeout` (with Retry-After) when the handler overruns.
-/// 503 rather than 408: the server was slow, not the client.
-pub async fn enforce(State(limit): State<RequestTimeout>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit.0, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => ApiError::service_unavailable(
+impl RequestTimeout {
+    /// 503 `timeout` (with Retry-After) when the handler overruns.
+    /// 503 rather than 408: the server was slow, not the client.
+    pub fn error(self) -> ApiError {
+        ApiError::service_unavailable(
             "timeout",
-            format!("the request took longer than {} ms", limit.0.as_millis()),
+            format!("the request took longer than {} ms", self.0.as_millis()),
         )
-        .into_response(),
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
+use tower::Layer;
 
 use crate::helpers::{
     API_BIN, CORE_BIN, Process, client, dead_address, expect_error, get_status, spawn_core_with,
@@ -275,7 +276,7 @@ async fn a_client_sending_half_a_request_is_disconnected() {
 #[tokio::test]
 async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
     let metrics = jessy::metrics::Metrics::install("test").unwrap();
-    let app = jessy::http::common_layers(
+    let app = jessy::http::CommonLayer::new(&metrics).layer(
         Router::new()
             .route(
                 "/boom",
@@ -287,9 +288,8 @@ async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
                 }),
             )
             .route("/fine", get(|| async { "fine" })),
-        &metrics,
     );
-    let (addr, _server) = spawn_stub(app).await;
+    let (addr, _server) = spawn_stub(Router::new().fallback_service(app)).await;
     let res = client()
         .get(format!("http://{addr}/boom"))
         .header("x-request-id", "p1")
@@ -315,22 +315,18 @@ async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_request_over_the_deadline_is_503() {
     let metrics = jessy::metrics::Metrics::install("test").unwrap();
-    let app = jessy::http::common_layers(
-        Router::new()
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    "late"
-                }),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                jessy::http::timeout::RequestTimeout(Duration::from_millis(200)),
-                jessy::http::timeout::enforce,
-            )),
-        &metrics,
-    );
-    let (addr, _server) = spawn_stub(app).await;
+    let app = jessy::http::CommonLayer::new(&metrics)
+        .timeout(jessy::http::timeout::RequestTimeout(Duration::from_millis(
+            200,
+        )))
+        .layer(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ));
+    let (addr, _server) = spawn_stub(Router::new().fallback_service(app)).await;
     let res = client()
         .get(format!("http://{addr}/slow"))
         .send()

@@ -6,9 +6,13 @@
 //! Without the feature, `traceparent` still passes through the gateway
 //! untouched, so an outer tracer's context is not lost.
 
+use tracing::Metadata;
+use tracing::subscriber::{Interest, Subscriber};
+use tracing_subscriber::filter::{FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, fmt};
+use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 use crate::config::LogFormat;
 
@@ -35,27 +39,6 @@ pub fn init(
     format: LogFormat,
     otel_endpoint: Option<&str>,
 ) -> TelemetryGuard {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
-    let logs = match format {
-        // JSON lines print neither the current span nor the span list, so
-        // the JSON layer does not see spans at all: otherwise it formats every
-        // span's fields into JSON on creation (~14k instructions per request
-        // for the `request` span of `observe::track`) only to never print them.
-        LogFormat::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_event()
-            }))
-            .boxed(),
-        LogFormat::Pretty => fmt::layer().compact().boxed(),
-    };
-    let registry = tracing_subscriber::registry().with(filter).with(logs);
-
     #[cfg(feature = "otel")]
     {
         let provider = otel_endpoint.and_then(|endpoint| match otel::provider(service, endpoint) {
@@ -67,9 +50,11 @@ pub fn init(
         });
         let layer = provider.as_ref().map(|p| {
             use opentelemetry::trace::TracerProvider as _;
-            tracing_opentelemetry::layer().with_tracer(p.tracer(service))
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer(service))
+                .with_filter(env_filter())
         });
-        let _ = registry.with(layer).try_init();
+        let _ = logs(format).with(layer).try_init();
         if let Some(endpoint) = otel_endpoint.filter(|_| provider.is_some()) {
             tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
         }
@@ -77,7 +62,7 @@ pub fn init(
     }
     #[cfg(not(feature = "otel"))]
     {
-        let _ = registry.try_init();
+        let _ = logs(format).try_init();
         if let Some(endpoint) = otel_endpoint {
             tracing::warn!(
                 %endpoint,
@@ -86,6 +71,50 @@ pub fn init(
             );
         }
         TelemetryGuard {}
+    }
+}
+
+/// `RUST_LOG`, INFO when unset.
+fn env_filter() -> EnvFilter {
+    EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy()
+}
+
+/// The log layer on a registry. Every layer carries its own filter, so a
+/// span no layer wants is disabled at its callsite and costs nothing.
+fn logs(format: LogFormat) -> impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync {
+    let layer = match format {
+        // JSON lines print neither the current span nor the span list, so
+        // the JSON layer takes no spans at all: then the per-request span is
+        // disabled (unless trace export wants it) instead of being built,
+        // entered and closed for nothing on every request.
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(env_filter().and(EventsOnly))
+            .boxed(),
+        LogFormat::Pretty => fmt::layer().compact().with_filter(env_filter()).boxed(),
+    };
+    tracing_subscriber::registry().with(layer)
+}
+
+/// A filter that passes events and never spans.
+struct EventsOnly;
+
+impl<S> tracing_subscriber::layer::Filter<S> for EventsOnly {
+    fn enabled(&self, meta: &Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        meta.is_event()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() {
+            Interest::never()
+        } else {
+            Interest::always()
+        }
     }
 }
 
@@ -168,5 +197,26 @@ mod otel {
     pub fn inject(headers: &mut http::HeaderMap) {
         let context = tracing::Span::current().context();
         TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_logs_take_events_but_no_spans() {
+        tracing::subscriber::with_default(logs(LogFormat::Json), || {
+            assert!(tracing::info_span!("request").is_disabled());
+            assert!(tracing::enabled!(tracing::Level::INFO));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+        });
+    }
+
+    #[test]
+    fn pretty_logs_show_spans() {
+        tracing::subscriber::with_default(logs(LogFormat::Pretty), || {
+            assert!(!tracing::info_span!("request").is_disabled());
+        });
     }
 }

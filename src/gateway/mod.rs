@@ -148,7 +148,6 @@ impl Application {
     pub async fn build(config: &GatewayConfig) -> Result<Application, StartError> {
         let metrics = Metrics::install("jessy-api")?;
         rejections::describe();
-        proxy::describe_metrics();
         let upstream = Upstream::new(
             config.upstream_url.clone(),
             config.upstream_connect_timeout,

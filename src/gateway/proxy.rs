@@ -25,14 +25,6 @@ use super::upstream::UpstreamState;
 use crate::http::body_limit::is_limit_error;
 use crate::http::error::ApiError;
 
-pub fn describe_metrics() {
-    metrics::describe_histogram!(
-        "jessy_api_upstream_duration_seconds",
-        metrics::Unit::Seconds,
-        "Time until jessy-core's response headers arrived, by upstream status."
-    );
-}
-
 /// The handler for every forwarded route.
 pub async fn forward(State(state): State<Arc<GatewayState>>, req: Request) -> Response {
     let peer = req
@@ -68,11 +60,9 @@ pub async fn forward(State(state): State<Arc<GatewayState>>, req: Request) -> Re
         Ok(Err(err)) => upstream_error(&state, &err).into_response(),
         Ok(Ok(res)) => {
             state.upstream.mark(UpstreamState::Up);
-            metrics::histogram!(
-                "jessy_api_upstream_duration_seconds",
-                "status" => res.status().as_u16().to_string()
-            )
-            .record(started.elapsed().as_secs_f64());
+            state
+                .upstream
+                .record_latency(res.status().as_u16(), started.elapsed());
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))

@@ -2,11 +2,12 @@
 //! mapping, and the last known state of the core (from a background probe of
 //! its `/ready`, and from every forwarded request's outcome).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -39,6 +40,9 @@ pub struct Upstream {
     url: UpstreamUrl,
     client: Client<HttpConnector, Body>,
     state: Arc<AtomicU8>,
+    up: metrics::Gauge,
+    /// `jessy_api_upstream_duration_seconds` by status, looked up once each.
+    latency: Arc<RwLock<foldhash::HashMap<u16, metrics::Histogram>>>,
 }
 
 impl Upstream {
@@ -60,11 +64,40 @@ impl Upstream {
             "jessy_api_upstream_up",
             "1 when jessy-core answered the last probe or request, 0 when it did not."
         );
+        metrics::describe_histogram!(
+            "jessy_api_upstream_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time until jessy-core's response headers arrived, by upstream status."
+        );
         Upstream {
             url,
             client,
             state: Arc::new(AtomicU8::new(0)),
+            up: metrics::gauge!("jessy_api_upstream_up"),
+            latency: Arc::default(),
         }
+    }
+
+    /// Records how long the core took to answer with `status`.
+    pub fn record_latency(&self, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(histogram) = self
+            .latency
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&status)
+        {
+            return histogram.record(seconds);
+        }
+        let histogram = metrics::histogram!(
+            "jessy_api_upstream_duration_seconds",
+            "status" => status.to_string()
+        );
+        histogram.record(seconds);
+        self.latency
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(status, histogram);
     }
 
     pub fn url(&self) -> &UpstreamUrl {
@@ -76,21 +109,25 @@ impl Upstream {
     /// other `/api/v1/*` path is forwarded as is. The query string is kept;
     /// the authority is always the configured one, never the client's.
     pub fn uri_for(&self, gateway: &Uri) -> Uri {
-        let path = match gateway.path() {
-            "/api/v1/status" => "/status",
-            "/api/v1/health" => "/health",
-            other => other,
+        let renamed = match gateway.path() {
+            "/api/v1/status" => Some("/status"),
+            "/api/v1/health" => Some("/health"),
+            _ => None,
         };
-        let path_and_query = match gateway.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
+        // The common cases reuse the request's bytes or a static path.
+        let path_and_query = match (renamed, gateway.query()) {
+            (Some(path), None) => Ok(PathAndQuery::from_static(path)),
+            (Some(path), Some(q)) => PathAndQuery::try_from(format!("{path}?{q}")),
+            (None, _) => Ok(gateway
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))),
         };
-        Uri::builder()
-            .scheme("http")
-            .authority(self.url.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .unwrap_or_else(|_| Uri::from_static("/"))
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.url.authority.clone());
+        parts.path_and_query = path_and_query.ok();
+        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
     }
 
     pub fn state(&self) -> UpstreamState {
@@ -107,7 +144,13 @@ impl Upstream {
             UpstreamState::Up => 1,
             UpstreamState::Down => 2,
         };
+        // Every forwarded request marks; only a change costs more than a load.
+        if self.state.load(Ordering::Relaxed) == value {
+            return;
+        }
         let before = self.state.swap(value, Ordering::Relaxed);
+        self.up
+            .set(if state == UpstreamState::Up { 1.0 } else { 0.0 });
         if before != value {
             match state {
                 UpstreamState::Down => {
@@ -118,11 +161,6 @@ impl Upstream {
                 }
             }
         }
-        metrics::gauge!("jessy_api_upstream_up").set(if state == UpstreamState::Up {
-            1.0
-        } else {
-            0.0
-        });
     }
 
     /// Sends a request to the core (the caller applies deadlines).

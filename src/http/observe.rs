@@ -93,6 +93,11 @@ impl Observation {
         }
     }
 
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The span the request's handling runs in.
     pub fn span(&self) -> &tracing::Span {
         &self.span

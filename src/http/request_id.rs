@@ -1,6 +1,6 @@
 //! Request ids: kept from `X-Request-Id` when it is well-formed, generated
-//! (UUID v4) otherwise, passed inward as a header and a [`RequestId`]
-//! extension, echoed on every response, and written into JSON error bodies.
+//! (UUID v4) otherwise, passed inward as a header (the gateway forwards it to
+//! the core), echoed on every response, and written into JSON error bodies.
 //!
 //! Client-supplied ids end up in logs and upstream headers, so they are
 //! validated: at most 128 characters of `[A-Za-z0-9._-]`. A malformed id is
@@ -43,19 +43,17 @@ pub fn is_valid(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Keeps or generates the request's id, and puts it on the request as the
-/// `X-Request-Id` header and a [`RequestId`] extension.
+/// Keeps or generates the request's id, and makes the request's
+/// `X-Request-Id` header say it.
 pub fn assign(req: &mut Request) -> RequestId {
-    let id = match req.headers().get(&X_REQUEST_ID) {
+    match req.headers().get(&X_REQUEST_ID) {
         Some(id) if is_valid(id.as_bytes()) => RequestId(id.clone()),
         _ => {
             let id = RequestId(generate());
             req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
             id
         }
-    };
-    req.extensions_mut().insert(id.clone());
-    id
+    }
 }
 
 /// Echoes the id on the response and, for an error answer, renders the JSON

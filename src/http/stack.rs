@@ -101,6 +101,7 @@ where
         let observation = Observation::start(&req, id.clone(), &self.settings.metrics);
         let span = observation.span().clone();
         let timeout = self.settings.timeout;
+        let deadline = tokio::time::Instant::from_std(observation.started());
 
         // Refusals that need no handler, then the router (its synchronous
         // part can panic too).
@@ -119,9 +120,9 @@ where
                 Ok(handling) => {
                     let handling = catch_panics(handling).instrument(span);
                     let outcome = match timeout {
-                        Some(limit) => tokio::time::timeout(limit.0, handling)
+                        Some(limit) => within(deadline + limit.0, handling)
                             .await
-                            .unwrap_or_else(|_| Ok(Ok(limit.error().into_response()))),
+                            .unwrap_or_else(|| Ok(Ok(limit.error().into_response()))),
                         None => handling.await,
                     };
                     match outcome {
@@ -136,6 +137,19 @@ where
             Ok(res)
         })
     }
+}
+
+/// Runs `future` until `deadline`; `None` when it is not done by then. Most
+/// requests finish on their first poll, and only those that wait pay for a
+/// timer.
+async fn within<F: Future>(deadline: tokio::time::Instant, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(output) =
+        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+    {
+        return Some(output);
+    }
+    tokio::time::timeout_at(deadline, future).await.ok()
 }
 
 /// Polls `future`, turning a panic into an `Err` (the process keeps serving;

@@ -61,12 +61,15 @@ pub fn router(state: CoreState, config: &CoreConfig) -> App {
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
         .route("/status", get(handlers::status))
-        .route("/api/v1/query", post(query::query))
+        // The common body limit answers in JSON and also covers chunked
+        // bodies; axum's default limit for extractors is turned off here.
+        .route(
+            "/api/v1/query",
+            post(query::query).layer(DefaultBodyLimit::disable()),
+        )
         .method_not_allowed_fallback(jhttp::method_not_allowed)
         .route_layer(RecordRouteLayer)
         .fallback(jhttp::not_found)
-        // The common body limit answers in JSON and also covers chunked bodies.
-        .layer(DefaultBodyLimit::disable())
         .with_state(Arc::new(state));
     common.layer(routes)
 }

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::routing::{any, get};
 use tokio::net::TcpListener;
@@ -65,7 +64,8 @@ pub fn router(
 ) -> App {
     // Forwarded routes: the three the core documents get their own route
     // labels in metrics; anything else under /api/v1 is forwarded too. Only
-    // they are admission-checked (rate, concurrency, body size).
+    // they are admission-checked (rate, concurrency, body size; bodies
+    // stream to the core, so no extractor's default limit applies).
     let admission = AdmissionLayer::new(
         limiter.map(|limiter| RateLimit {
             limiter,
@@ -91,8 +91,6 @@ pub fn router(
         .route_layer(RecordRouteLayer)
         .fallback(jhttp::not_found)
         .layer(MapResponseLayer::new(rejections::count))
-        // Bodies stream to the core; the limit is enforced while streaming.
-        .layer(DefaultBodyLimit::disable())
         .layer(tower::util::option_layer(cors(
             &config.cors_allowed_origins.0,
         )))

@@ -5,7 +5,7 @@
 //! One hand-written service rather than a stack of `from_fn` layers: each of
 //! those clones and boxes its inner service and boxes its future on every
 //! request, which profiling showed to be most of a `/health` request's cost
-//! (bench/README.md). Here a request costs one boxed future.
+//! (README, "Performance"). Here a request costs one boxed future.
 
 use std::any::Any;
 use std::convert::Infallible;

@@ -384,7 +384,9 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
         env = base_env() | {"JESSY_HOST": "127.0.0.1", "JESSY_PORT": str(ports.core),
                             "RUST_LOG": level, "LOG_FORMAT": args.log_format}
         if workers:
-            env["TOKIO_WORKER_THREADS"] = str(workers)
+            # WORKER_THREADS for jessy; TOKIO_WORKER_THREADS too, for --variant
+            # binaries from before the thread-per-core server.
+            env["WORKER_THREADS"] = env["TOKIO_WORKER_THREADS"] = str(workers)
         return {"role": "core", "cmd": [str(bins["jessy-core"])], "env": env,
                 "port": ports.core, "ready": "/health"}
 
@@ -394,7 +396,7 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
                             "RATE_LIMIT_ENABLED": "false",
                             "RUST_LOG": level, "LOG_FORMAT": args.log_format}
         if workers:
-            env["TOKIO_WORKER_THREADS"] = str(workers)
+            env["WORKER_THREADS"] = env["TOKIO_WORKER_THREADS"] = str(workers)
         return {"role": "api", "cmd": [str(bins["jessy-api"])], "env": env,
                 "port": ports.api, "ready": "/api/health"}
 
@@ -447,16 +449,16 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
          "/health")
     case("nginx2-proxy", "nginx (2 workers, keepalive) GET /health -> core", [core(), nginx(2)],
          "/health")
-    case("api-health-t1", "jessy-api -> core, TOKIO_WORKER_THREADS=1 in both",
+    case("api-health-t1", "jessy-api -> core, 1 worker thread in both",
          [core(workers=1), api(workers=1)], "/api/v1/health")
-    case("nginx1-proxy-t1", "nginx (1 worker) -> core with TOKIO_WORKER_THREADS=1",
+    case("nginx1-proxy-t1", "nginx (1 worker) -> core with 1 worker thread",
          [core(workers=1), nginx(1)], "/health")
     # Not in the default set (--extra): the same-thread-count latency view.
     case("axum-ref-t1", "bare axum reference, TOKIO_WORKER_THREADS=1", [ref(workers=1)],
          "/health", default=False)
-    case("core-health-t1", "jessy-core GET /health, TOKIO_WORKER_THREADS=1", [core(workers=1)],
+    case("core-health-t1", "jessy-core GET /health, WORKER_THREADS=1", [core(workers=1)],
          "/health", default=False)
-    case("core-query-t1", "jessy-core POST /api/v1/query (short), TOKIO_WORKER_THREADS=1",
+    case("core-query-t1", "jessy-core POST /api/v1/query (short), WORKER_THREADS=1",
          [core(workers=1)], "/api/v1/query", short, default=False)
     case("api-query-t1", "jessy-api POST /api/v1/query (short) -> core, 1 worker each",
          [core(workers=1), api(workers=1)], "/api/v1/query", short, default=False)

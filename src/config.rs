@@ -3,6 +3,7 @@
 //! one-line, exit-code-2 message operators expect.
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -36,6 +37,11 @@ pub struct CommonConfig {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,
 
+    /// Serving threads (one single-threaded runtime each); unset or empty =
+    /// one per CPU this process may use.
+    #[arg(long, env = "WORKER_THREADS", value_parser = parse_worker_threads)]
+    pub worker_threads: Option<WorkerThreads>,
+
     /// OTLP/gRPC endpoint for traces (e.g. http://jaeger:4317); unset or empty = off.
     /// Only honoured by binaries built with the `otel` feature.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_optional_url)]
@@ -49,12 +55,31 @@ impl CommonConfig {
             header_read_timeout: self.header_read_timeout,
             shutdown_delay: self.shutdown_delay,
             shutdown_timeout: self.shutdown_timeout,
+            workers: self
+                .worker_threads
+                .and_then(|w| w.0)
+                .unwrap_or_else(crate::workers::default_count),
         }
     }
 
     /// The OTLP endpoint, if one was configured and is not empty.
     pub fn otel_endpoint(&self) -> Option<&str> {
         self.otel_endpoint.as_ref().and_then(|u| u.0.as_deref())
+    }
+}
+
+/// A worker-thread count that may be set to the empty string (= the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerThreads(pub Option<NonZeroUsize>);
+
+fn parse_worker_threads(s: &str) -> Result<WorkerThreads, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(WorkerThreads(None));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(WorkerThreads(NonZeroUsize::new(n))),
+        _ => Err(format!("`{s}` is not a thread count from 1 to 1024")),
     }
 }
 
@@ -313,6 +338,19 @@ mod tests {
                 .contains("greater than zero")
         );
         assert_eq!(parse_nonzero_duration("1ms"), Ok(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn worker_threads_are_a_count_or_empty_for_the_default() {
+        assert_eq!(
+            parse_worker_threads(" 4 "),
+            Ok(WorkerThreads(NonZeroUsize::new(4)))
+        );
+        assert_eq!(parse_worker_threads(""), Ok(WorkerThreads(None)));
+        for bad in ["0", "-1", "two", "1025", "2.5"] {
+            let err = parse_worker_threads(bad).unwrap_err();
+            assert!(err.contains("thread count"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`config`] (flags and environment), [`telemetry`] (logs and traces),
 //! [`metrics`] (the Prometheus recorder, the one global), [`process`] (the
 //! process's own resource usage), [`http`] (middleware and the JSON error
-//! shape), [`server`] (the accept loop with graceful drain), [`shutdown`]
+//! shape), [`server`] (the accept loop with graceful drain), [`workers`]
+//! (thread-per-core runtimes the connections are served on), [`shutdown`]
 //! (signals) and [`healthcheck`] (the image's health probe).
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod process;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod workers;
 
 /// The crate version, reported by `/health`, `/status` and `jessy_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

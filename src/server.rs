@@ -9,10 +9,12 @@
 //!   still running at `shutdown_timeout` is cut off.
 //!
 //! Each connection gets the peer address as `ConnectInfo`, which the
-//! gateway's rate limiter keys on.
+//! gateway's rate limiter keys on, and is served on one of the
+//! [`Workers`] (thread-per-core) for its whole life.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use crate::http::App;
+use crate::workers::Workers;
 
 /// Whether the service should receive traffic: true while serving, false from
 /// the moment shutdown begins. `/ready` answers from this.
@@ -49,6 +52,8 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Serving threads, one single-threaded runtime each (the current one included).
+    pub workers: NonZeroUsize,
 }
 
 /// How the drain ended.
@@ -69,12 +74,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Drain {
     let graceful = GracefulShutdown::new();
+    let mut workers = Workers::start(config.workers);
     readiness.set(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => handle_accept(accepted, &app, &graceful, config).await,
+            accepted = listener.accept() => handle_accept(accepted, &app, &graceful, &mut workers, config).await,
         }
     }
 
@@ -90,13 +96,13 @@ pub async fn serve(
         loop {
             tokio::select! {
                 () = &mut delay => break,
-                accepted = listener.accept() => handle_accept(accepted, &app, &graceful, config).await,
+                accepted = listener.accept() => handle_accept(accepted, &app, &graceful, &mut workers, config).await,
             }
         }
     }
     drop(listener);
 
-    match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+    let drain = match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => {
             tracing::info!("shutdown complete: all in-flight requests drained");
             Drain::Complete
@@ -105,17 +111,21 @@ pub async fn serve(
             tracing::warn!("shutdown complete: timeout reached, remaining connections cut off");
             Drain::TimedOut
         }
-    }
+    };
+    // Stops the other runtimes; connections cut off above are dropped with them.
+    drop(workers);
+    drain
 }
 
 async fn handle_accept(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
     app: &App,
     graceful: &GracefulShutdown,
+    workers: &mut Workers,
     config: ServeConfig,
 ) {
     match accepted {
-        Ok((stream, peer)) => serve_connection(stream, peer, app, graceful, config),
+        Ok((stream, peer)) => serve_connection(stream, peer, app, graceful, workers, config),
         Err(err) => {
             // Out of file descriptors and the like: back off instead of
             // spinning; the connections already open keep being served.
@@ -130,6 +140,7 @@ fn serve_connection(
     peer: SocketAddr,
     app: &App,
     graceful: &GracefulShutdown,
+    workers: &mut Workers,
     config: ServeConfig,
 ) {
     let _ = stream.set_nodelay(true);
@@ -142,8 +153,25 @@ fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-    tokio::spawn(async move {
+    // The stream is registered with the reactor of the runtime that accepted
+    // it; the worker registers its own.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::debug!(error = %err, %peer, "cannot hand the connection to a worker");
+            return;
+        }
+    };
+    let watcher = graceful.watcher();
+    workers.spawn(async move {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(error = %err, %peer, "worker cannot take the connection");
+                return;
+            }
+        };
+        let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, %peer, "connection ended with an error");
         }

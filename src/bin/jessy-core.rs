@@ -10,7 +10,12 @@ fn main() -> ExitCode {
     if let Some(CoreCommand::Healthcheck(args)) = &cli.command {
         return healthcheck::run(cli.config.port, "/health", args);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Single-threaded: it accepts and serves a share of the connections; the
+    // server starts one more such runtime per further CPU (`workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("jessy-core: cannot start the async runtime: {err}");

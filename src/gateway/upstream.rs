@@ -1,5 +1,5 @@
-//! jessy-core as seen from the gateway: one pooled HTTP/1 client, the URL
-//! mapping, and the last known state of the core (from a background probe of
+//! jessy-core as seen from the gateway: a pooled HTTP/1 client per serving
+//! thread, the URL mapping, and the last known state of the core (from a background probe of
 //! its `/ready`, and from every forwarded request's outcome).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -12,6 +12,7 @@ use axum::http::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thread_local::ThreadLocal;
 
 use super::config::UpstreamUrl;
 
@@ -34,11 +35,13 @@ impl UpstreamState {
     }
 }
 
+type CoreClient = Client<HttpConnector, Body>;
+
 /// The client for jessy-core.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     url: UpstreamUrl,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<PerThreadPool>,
     state: Arc<AtomicU8>,
     up: metrics::Gauge,
     /// `jessy_api_upstream_duration_seconds` by status, looked up once each.
@@ -51,15 +54,6 @@ impl Upstream {
         connect_timeout: Duration,
         pool_idle_timeout: Duration,
     ) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(256)
-            .build(connector);
         metrics::describe_gauge!(
             "jessy_api_upstream_up",
             "1 when jessy-core answered the last probe or request, 0 when it did not."
@@ -71,7 +65,11 @@ impl Upstream {
         );
         Upstream {
             url,
-            client,
+            pool: Arc::new(PerThreadPool {
+                connect_timeout,
+                pool_idle_timeout,
+                clients: ThreadLocal::new(),
+            }),
             state: Arc::new(AtomicU8::new(0)),
             up: metrics::gauge!("jessy_api_upstream_up"),
             latency: Arc::default(),
@@ -168,7 +166,7 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.client.request(req).await
+        self.pool.client().request(req).await
     }
 
     /// Asks the core's `/ready` once; records and returns the state.
@@ -194,6 +192,34 @@ impl Upstream {
             tick.tick().await;
             self.probe(timeout).await;
         }
+    }
+}
+
+/// One client, and so one connection pool, per serving thread. A pooled
+/// connection's task runs on the thread that opened it; a request on another
+/// thread reusing it would cross threads twice (request out, response back).
+/// Per thread, every hop stays on the thread that serves the client, as
+/// nginx keeps one upstream keep-alive cache per worker.
+#[derive(Debug)]
+struct PerThreadPool {
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    clients: ThreadLocal<CoreClient>,
+}
+
+impl PerThreadPool {
+    fn client(&self) -> &CoreClient {
+        self.clients.get_or(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            connector.set_nodelay(true);
+            connector.set_keepalive(Some(Duration::from_secs(60)));
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(self.pool_idle_timeout)
+                .pool_timer(TokioTimer::new())
+                .pool_max_idle_per_host(256)
+                .build(connector)
+        })
     }
 }
 

@@ -37,8 +37,9 @@ pub struct CommonConfig {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub header_read_timeout: Duration,
 
-    /// Serving threads (one single-threaded runtime each); unset or empty =
-    /// one per CPU this process may use.
+    /// Serving threads (jessy-api: one single-threaded runtime each;
+    /// jessy-core: the work-stealing runtime's workers); unset or empty = one
+    /// per CPU this process may use.
     #[arg(long, env = "WORKER_THREADS", value_parser = parse_worker_threads)]
     pub worker_threads: Option<WorkerThreads>,
 
@@ -55,11 +56,15 @@ impl CommonConfig {
             header_read_timeout: self.header_read_timeout,
             shutdown_delay: self.shutdown_delay,
             shutdown_timeout: self.shutdown_timeout,
-            workers: self
-                .worker_threads
-                .and_then(|w| w.0)
-                .unwrap_or_else(crate::workers::default_count),
+            workers: self.worker_count(),
         }
+    }
+
+    /// `WORKER_THREADS`, or one per CPU this process may use.
+    pub fn worker_count(&self) -> NonZeroUsize {
+        self.worker_threads
+            .and_then(|w| w.0)
+            .unwrap_or_else(crate::workers::default_count)
     }
 
     /// The OTLP endpoint, if one was configured and is not empty.

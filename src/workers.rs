@@ -1,15 +1,15 @@
-//! Thread-per-core serving: the runtime that accepts plus `count - 1` more
-//! single-threaded Tokio runtimes, one OS thread each. Every accepted
-//! connection is handed, round-robin, to one of them and lives there: its
-//! requests, their handlers and (in the gateway) the pooled connections to
-//! the core all run on that one thread.
+//! Thread-per-core serving, as jessy-api uses it: the runtime that accepts
+//! plus `count - 1` more single-threaded Tokio runtimes, one OS thread each.
+//! Every accepted connection is handed, round-robin, to one of them and lives
+//! there: its requests, their handlers and the gateway's pooled connections
+//! to the core all run on that one thread.
 //!
-//! Why not Tokio's work-stealing runtime: on a busy box its workers keep
-//! waking and stealing from each other, so one forwarded request crossed
-//! threads several times. Measured on the 2-core build machine, that made a
-//! gateway request cost 37 µs of CPU with two stealing workers against 26 µs
-//! with one (README, "Performance"). This is the nginx model: independent
-//! workers, no shared run queue.
+//! Why: with Tokio's work-stealing runtime a forwarded request and the
+//! pooled core connection it rides on ran as two tasks that the workers kept
+//! passing between threads. On one thread each, the gateway spent less CPU
+//! per request (README, "Performance"). This is the nginx model: independent
+//! workers, no shared run queue. jessy-core does not use it: its requests are
+//! self-contained, and there stealing measured faster (`count` is then 1).
 
 use std::future::Future;
 use std::num::NonZeroUsize;

@@ -106,7 +106,12 @@ impl Application {
             app: router(state, config),
             readiness,
             metrics,
-            serve: config.common.serve_config(),
+            // Every connection on the work-stealing runtime the core runs
+            // on (its worker count is WORKER_THREADS); no runtimes beside it.
+            serve: ServeConfig {
+                workers: std::num::NonZeroUsize::MIN,
+                ..config.common.serve_config()
+            },
         })
     }
 

@@ -56,7 +56,9 @@ impl CommonConfig {
             header_read_timeout: self.header_read_timeout,
             shutdown_delay: self.shutdown_delay,
             shutdown_timeout: self.shutdown_timeout,
-            workers: self.worker_count(),
+            // One: every connection on the runtime the binary runs on. The
+            // gateway asks for more (thread-per-core, `crate::workers`).
+            workers: NonZeroUsize::MIN,
         }
     }
 

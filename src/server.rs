@@ -52,7 +52,8 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
-    /// Serving threads, one single-threaded runtime each (the current one included).
+    /// Runtimes that serve connections, the current one included; more than
+    /// one only where the service runs thread-per-core (jessy-api).
     pub workers: NonZeroUsize,
 }
 
@@ -153,24 +154,8 @@ fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    // The stream is registered with the reactor of the runtime that accepted
-    // it; the worker registers its own.
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::debug!(error = %err, %peer, "cannot hand the connection to a worker");
-            return;
-        }
-    };
     let watcher = graceful.watcher();
-    workers.spawn(async move {
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::debug!(error = %err, %peer, "worker cannot take the connection");
-                return;
-            }
-        };
+    workers.spawn_connection(stream, move |stream| async move {
         let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, %peer, "connection ended with an error");

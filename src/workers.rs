@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::num::NonZeroUsize;
 
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -58,12 +59,42 @@ impl Workers {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let turn = self.next % self.count();
-        self.next = self.next.wrapping_add(1);
-        match turn.checked_sub(1).and_then(|i| self.extra.get(i)) {
-            Some(worker) => drop(worker.handle.spawn(task)),
+        match self.next_extra() {
+            Some(handle) => drop(handle.spawn(task)),
             None => drop(tokio::spawn(task)),
         }
+    }
+
+    /// Serves `stream` with `serve` on the next runtime in turn. A stream
+    /// is registered with the reactor of the runtime that accepted it, so one
+    /// that moves is re-registered with its worker's (two syscalls, once per
+    /// connection); one that stays here is not touched.
+    pub fn spawn_connection<S, F>(&mut self, stream: TcpStream, serve: S)
+    where
+        S: FnOnce(TcpStream) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(handle) = self.next_extra() else {
+            drop(tokio::spawn(serve(stream)));
+            return;
+        };
+        match stream.into_std() {
+            Ok(stream) => drop(handle.spawn(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => serve(stream).await,
+                    Err(err) => tracing::debug!(error = %err, "worker cannot take the connection"),
+                }
+            })),
+            Err(err) => tracing::debug!(error = %err, "cannot hand the connection to a worker"),
+        }
+    }
+
+    /// The runtime whose turn it is; `None` for the current one.
+    fn next_extra(&mut self) -> Option<&Handle> {
+        let turn = self.next % self.count();
+        self.next = self.next.wrapping_add(1);
+        turn.checked_sub(1)
+            .and_then(|i| self.extra.get(i).map(|w| &w.handle))
     }
 }
 

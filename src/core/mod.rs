@@ -106,12 +106,7 @@ impl Application {
             app: router(state, config),
             readiness,
             metrics,
-            // Every connection on the work-stealing runtime the core runs
-            // on (its worker count is WORKER_THREADS); no runtimes beside it.
-            serve: ServeConfig {
-                workers: std::num::NonZeroUsize::MIN,
-                ..config.common.serve_config()
-            },
+            serve: config.common.serve_config(),
         })
     }
 

@@ -177,7 +177,11 @@ impl Application {
             limiter,
             probe_interval: config.upstream_probe_interval,
             probe_timeout: config.upstream_connect_timeout + Duration::from_secs(1),
-            serve: config.common.serve_config(),
+            // Thread-per-core: WORKER_THREADS single-threaded runtimes.
+            serve: ServeConfig {
+                workers: config.common.worker_count(),
+                ..config.common.serve_config()
+            },
         })
     }
 

@@ -59,7 +59,8 @@
 //! The engine never panics, whatever the `&str`: empty text, emoji,
 //! combining marks, right-to-left scripts, NUL bytes, very long input. Work
 //! is linear in the length of the query (one lowercase pass, one split, one
-//! hash lookup per token).
+//! hash lookup per token; a bit test, not a second lookup, drops a repeated
+//! table word).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -73,8 +74,7 @@ use serde::{Deserialize, Serialize};
 const EMBEDDED_DATA: &str = include_str!("dimensions.json");
 
 /// The hasher of the word tables and of the per-query set of seen words.
-/// Every query token is hashed two to four times (stopwords, seen, index,
-/// urgency); with std's SipHash-1-3 that was a third of the instructions of a
+/// With std's SipHash-1-3, hashing was a third of the instructions of a
 /// 2,000-character query. foldhash (already in the tree through hashbrown) is
 /// seeded per process, so hash flooding through crafted queries stays hard.
 type Hasher = foldhash::fast::RandomState;
@@ -84,6 +84,8 @@ type WordSet = HashSet<String, Hasher>;
 /// The engine is written for exactly these ids, in this order; the data is
 /// rejected otherwise, which lets D13 and D14 be found by position.
 const DIMENSION_COUNT: usize = 14;
+// A word's dimensions are a bit set in a u16.
+const _: () = assert!(DIMENSION_COUNT <= 16);
 const BALANCE_INDEX: usize = 12; // D13
 const SECURITY_INDEX: usize = 13; // D14
 
@@ -179,19 +181,35 @@ struct Dimension {
     frequency_hz: f64,
 }
 
-/// The navigation engine: validated tables plus a keyword index built once,
+/// The navigation engine: validated tables plus a word index built once,
 /// so navigating costs one hash lookup per query token. Immutable and
 /// `Send + Sync`; load it at startup and share it with an `Arc` (there is no
 /// global state).
 #[derive(Clone)]
 pub struct Navigator {
     dimensions: Vec<Dimension>,
-    /// Keyword → indexes (ascending) of the dimensions whose table has it.
-    /// Only ever looked up, never iterated, so its order cannot leak out.
-    index: WordMap<Vec<usize>>,
+    /// Every word of the tables (stopwords, keywords, urgency words) → what
+    /// it means. Only ever looked up, never iterated, so its order cannot
+    /// leak out.
+    words: WordMap<Word>,
+    /// Table words that are not stopwords (the range of [`Word::Meaningful`]).
+    meaningful_count: usize,
     stopwords: WordSet,
-    urgency_words: WordSet,
     urgency_boost_hz: f64,
+}
+
+/// What a table word means for a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Stop,
+    Meaningful {
+        /// Dense number among the meaningful words: a query's repeats are
+        /// dropped with a bit set indexed by it instead of a second hash.
+        id: usize,
+        /// Bit `d` is set when dimension `d`'s table has the word.
+        dimensions: u16,
+        urgent: bool,
+    },
 }
 
 impl fmt::Debug for Navigator {
@@ -199,9 +217,8 @@ impl fmt::Debug for Navigator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Navigator")
             .field("dimensions", &self.dimension_labels())
-            .field("keywords", &self.index.len())
+            .field("meaningful_words", &self.meaningful_count)
             .field("stopwords", &self.stopwords.len())
-            .field("urgency_words", &self.urgency_words.len())
             .field("urgency_boost_hz", &self.urgency_boost_hz)
             .finish()
     }
@@ -251,7 +268,8 @@ impl Navigator {
             )));
         }
         let mut dimensions = Vec::with_capacity(DIMENSION_COUNT);
-        let mut index: WordMap<Vec<usize>> = WordMap::default();
+        // Keyword → bit set of the dimensions whose table has it.
+        let mut index: WordMap<u16> = WordMap::default();
         for (i, dim) in raw.dimensions.into_iter().enumerate() {
             let expected = format!("D{:02}", i + 1);
             if dim.id != expected {
@@ -279,8 +297,7 @@ impl Navigator {
                 Some(&stopwords),
             )?;
             for word in table {
-                // Indexes are pushed in ascending dimension order.
-                index.entry(word).or_default().push(i);
+                *index.entry(word).or_default() |= 1 << i;
             }
             dimensions.push(Dimension {
                 id: dim.id,
@@ -289,11 +306,26 @@ impl Navigator {
             });
         }
 
+        // Meaningful words get ids in sorted order, so the table (and its
+        // Debug output) does not depend on hash order.
+        let mut meaningful: Vec<&String> = index.keys().chain(&urgency_words).collect();
+        meaningful.sort_unstable();
+        meaningful.dedup();
+        let mut words: WordMap<Word> = stopwords.iter().map(|w| (w.clone(), Word::Stop)).collect();
+        for (id, word) in meaningful.iter().enumerate() {
+            let meaning = Word::Meaningful {
+                id,
+                dimensions: index.get(*word).copied().unwrap_or(0),
+                urgent: urgency_words.contains(*word),
+            };
+            words.insert((*word).clone(), meaning);
+        }
+
         Ok(Navigator {
             dimensions,
-            index,
+            meaningful_count: meaningful.len(),
+            words,
             stopwords,
-            urgency_words,
             urgency_boost_hz: boost,
         })
     }
@@ -316,27 +348,64 @@ impl Navigator {
     /// [`extract_keywords`] with this navigator's stopwords.
     #[must_use]
     pub fn keywords(&self, query: &str) -> Vec<String> {
-        extract_keywords(query, &self.stopwords)
+        self.scan(query).keywords
+    }
+
+    /// Rules 1 and 2 in one pass: the keywords, the dimensions' scores and
+    /// the number of distinct urgency words. Gives the same keywords as
+    /// [`extract_keywords`] (a test compares them), with one hash lookup per
+    /// token instead of two.
+    fn scan(&self, query: &str) -> Scan {
+        let lowered = query.to_lowercase();
+        let mut scan = Scan {
+            keywords: Vec::new(),
+            scores: [0; DIMENSION_COUNT],
+            urgency_words: 0,
+        };
+        let mut seen_meaningful = vec![0u64; self.meaningful_count.div_ceil(64)];
+        let mut seen_other: HashSet<&str, Hasher> = HashSet::default();
+        for token in tokens(&lowered) {
+            match self.words.get(token) {
+                Some(Word::Stop) => {}
+                Some(&Word::Meaningful {
+                    id,
+                    dimensions,
+                    urgent,
+                }) => {
+                    let (slot, bit) = (id / 64, 1u64 << (id % 64));
+                    if seen_meaningful[slot] & bit != 0 {
+                        continue;
+                    }
+                    seen_meaningful[slot] |= bit;
+                    scan.keywords.push(token.to_owned());
+                    for (d, score) in scan.scores.iter_mut().enumerate() {
+                        if dimensions & (1 << d) != 0 {
+                            *score = score.saturating_add(1);
+                        }
+                    }
+                    if urgent {
+                        scan.urgency_words = scan.urgency_words.saturating_add(1);
+                    }
+                }
+                None => {
+                    if seen_other.insert(token) {
+                        scan.keywords.push(token.to_owned());
+                    }
+                }
+            }
+        }
+        scan
     }
 
     /// Navigates `query` by the rules in the module docs. Total: any `&str`
     /// gives a result.
     #[must_use]
     pub fn navigate(&self, query: &str) -> Navigation {
-        let keywords = self.keywords(query);
-
-        let mut scores = vec![0u32; self.dimensions.len()];
-        let mut urgency_words: u32 = 0;
-        for word in &keywords {
-            if let Some(dims) = self.index.get(word.as_str()) {
-                for &d in dims {
-                    scores[d] = scores[d].saturating_add(1);
-                }
-            }
-            if self.urgency_words.contains(word.as_str()) {
-                urgency_words = urgency_words.saturating_add(1);
-            }
-        }
+        let Scan {
+            keywords,
+            scores,
+            urgency_words,
+        } = self.scan(query);
         let urgency_hz = f64::from(urgency_words) * self.urgency_boost_hz;
 
         let mut ranked: Vec<ActivatedDimension> = scores
@@ -441,8 +510,8 @@ pub fn extract_keywords<S: BuildHasher>(
     let lowered = query.to_lowercase();
     let mut seen: HashSet<&str, Hasher> = HashSet::default();
     let mut keywords = Vec::new();
-    for token in lowered.split(|c: char| !c.is_alphanumeric()) {
-        if token.is_empty() || stopwords.contains(token) {
+    for token in tokens(&lowered) {
+        if stopwords.contains(token) {
             continue;
         }
         if seen.insert(token) {
@@ -450,6 +519,21 @@ pub fn extract_keywords<S: BuildHasher>(
         }
     }
     keywords
+}
+
+/// The non-empty runs of alphanumeric characters of an already lowercased
+/// query.
+fn tokens(lowered: &str) -> impl Iterator<Item = &str> {
+    lowered
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|token| !token.is_empty())
+}
+
+/// Rules 1 and 2 for one query (see [`Navigator::scan`]).
+struct Scan {
+    keywords: Vec<String>,
+    scores: [u32; DIMENSION_COUNT],
+    urgency_words: u32,
 }
 
 /// Validates one word list from the data and returns it as a set.
@@ -668,7 +752,13 @@ mod tests {
             "now",
             "critical",
         ] {
-            assert!(nav.urgency_words.contains(w), "{w}");
+            assert!(
+                matches!(
+                    nav.words.get(w),
+                    Some(Word::Meaningful { urgent: true, .. })
+                ),
+                "{w}"
+            );
         }
     }
 
@@ -1020,7 +1110,30 @@ mod tests {
             }
             let n = nav().navigate(&q);
             assert_invariants(&n);
+            // The one-pass scan and the reference definition agree.
+            assert_eq!(n.keywords, extract_keywords(&q, nav().stopwords()), "{q:?}");
         }
+    }
+
+    #[test]
+    fn scores_count_distinct_table_words_once_per_dimension() {
+        // "code" repeated, in several cases, is one keyword and scores once;
+        // an unknown word is a keyword that scores nothing.
+        let n = nav().navigate("code CODE Code zzyzx zzyzx");
+        assert_eq!(n.keywords, ["code", "zzyzx"]);
+        let technical = n.dimensions.iter().find(|d| d.id == "D07").unwrap();
+        assert_eq!(technical.score, 1);
+        // Every meaningful word has its own id: the bit sets cannot collide.
+        let mut ids: Vec<usize> = nav()
+            .words
+            .values()
+            .filter_map(|w| match w {
+                Word::Meaningful { id, .. } => Some(*id),
+                Word::Stop => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..nav().meaningful_count).collect::<Vec<_>>());
     }
 
     #[test]

@@ -90,8 +90,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_list::<Origin>)]
     pub cors_allowed_origins: List<Origin>,
 
-    /// How long an idle pooled connection to jessy-core is kept.
-    #[arg(long, env = "UPSTREAM_POOL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    /// How long an idle pooled connection to jessy-core is kept. Keep it
+    /// below the core's `HEADER_READ_TIMEOUT` (10 s), after which the core
+    /// closes an idle connection itself.
+    #[arg(long, env = "UPSTREAM_POOL_IDLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub upstream_pool_idle_timeout: Duration,
 
     #[command(flatten)]

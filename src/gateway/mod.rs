@@ -3,7 +3,8 @@
 //! Where things are decided: [`rate_limit`] (is this client over its rate?),
 //! [`load_shed`] (is the gateway over its concurrency?), [`admission`] (the
 //! order those checks and the body limit run in), [`proxy`] (forwarding
-//! and how core failures map to 502/504), [`headers`] (hop-by-hop and
+//! and how core failures map to 502/504), [`pool`] (the keep-alive
+//! connections to the core), [`headers`] (hop-by-hop and
 //! `X-Forwarded-*`), [`client_ip`] (who the client is behind trusted
 //! proxies), [`upstream`] (the client for the core and its last known
 //! state), [`rejections`] (counting refusals), [`handlers`] (the gateway's own
@@ -15,6 +16,7 @@ pub mod config;
 pub mod handlers;
 pub mod headers;
 pub mod load_shed;
+pub mod pool;
 pub mod proxy;
 pub mod rate_limit;
 pub mod rejections;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::GatewayState;
 use super::headers::{set_forwarded, strip_hop_by_hop};
+use super::pool::SendError;
 use super::upstream::UpstreamState;
 use crate::http::body_limit::is_limit_error;
 use crate::http::error::ApiError;
@@ -37,7 +38,7 @@ pub async fn forward(State(state): State<Arc<GatewayState>>, req: Request) -> Re
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     set_forwarded(&mut parts.headers, peer, state.trusted.trusts(peer));
-    // The client's Host names the gateway; hyper sets the core's from the URI.
+    // The client's Host names the gateway; the pool sets the core's.
     parts.headers.remove(header::HOST);
     crate::telemetry::inject_trace(&mut parts.headers);
 
@@ -70,7 +71,7 @@ pub async fn forward(State(state): State<Arc<GatewayState>>, req: Request) -> Re
     }
 }
 
-fn upstream_error(state: &GatewayState, err: &hyper_util::client::legacy::Error) -> ApiError {
+fn upstream_error(state: &GatewayState, err: &SendError) -> ApiError {
     if is_limit_error(err) {
         return state.body_limit.error();
     }

@@ -1,20 +1,16 @@
-//! jessy-core as seen from the gateway: a pooled HTTP/1 client per serving
-//! thread, the URL mapping, and the last known state of the core (from a background probe of
+//! jessy-core as seen from the gateway: its keep-alive connections
+//! ([`super::pool`]), the URL mapping, and the last known state of the core (from a background probe of
 //! its `/ready`, and from every forwarded request's outcome).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::config::UpstreamUrl;
+use super::pool::{CorePool, PooledBody, SendError};
 use axum::body::Body;
 use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use thread_local::ThreadLocal;
-
-use super::config::UpstreamUrl;
 
 /// The core's last known state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +31,11 @@ impl UpstreamState {
     }
 }
 
-type CoreClient = Client<HttpConnector, Body>;
-
 /// The client for jessy-core.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     url: UpstreamUrl,
-    pool: Arc<PerThreadPool>,
+    pool: Arc<CorePool>,
     state: Arc<AtomicU8>,
     up: metrics::Gauge,
     /// `jessy_api_upstream_duration_seconds` by status, looked up once each.
@@ -64,12 +58,12 @@ impl Upstream {
             "Time until jessy-core's response headers arrived, by upstream status."
         );
         Upstream {
-            url,
-            pool: Arc::new(PerThreadPool {
+            pool: Arc::new(CorePool::new(
+                &url.authority,
                 connect_timeout,
                 pool_idle_timeout,
-                clients: ThreadLocal::new(),
-            }),
+            )),
+            url,
             state: Arc::new(AtomicU8::new(0)),
             up: metrics::gauge!("jessy_api_upstream_up"),
             latency: Arc::default(),
@@ -162,11 +156,8 @@ impl Upstream {
     }
 
     /// Sends a request to the core (the caller applies deadlines).
-    pub async fn send(
-        &self,
-        req: Request<Body>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.pool.client().request(req).await
+    pub async fn send(&self, req: Request<Body>) -> Result<hyper::Response<PooledBody>, SendError> {
+        self.pool.send(req).await
     }
 
     /// Asks the core's `/ready` once; records and returns the state.
@@ -192,34 +183,6 @@ impl Upstream {
             tick.tick().await;
             self.probe(timeout).await;
         }
-    }
-}
-
-/// One client, and so one connection pool, per serving thread. A pooled
-/// connection's task runs on the thread that opened it; a request on another
-/// thread reusing it would cross threads twice (request out, response back).
-/// Per thread, every hop stays on the thread that serves the client, as
-/// nginx keeps one upstream keep-alive cache per worker.
-#[derive(Debug)]
-struct PerThreadPool {
-    connect_timeout: Duration,
-    pool_idle_timeout: Duration,
-    clients: ThreadLocal<CoreClient>,
-}
-
-impl PerThreadPool {
-    fn client(&self) -> &CoreClient {
-        self.clients.get_or(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(self.connect_timeout));
-            connector.set_nodelay(true);
-            connector.set_keepalive(Some(Duration::from_secs(60)));
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(self.pool_idle_timeout)
-                .pool_timer(TokioTimer::new())
-                .pool_max_idle_per_host(256)
-                .build(connector)
-        })
     }
 }
 

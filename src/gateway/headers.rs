@@ -21,6 +21,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers (and those listed in `Connection`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at each name, instead of hashing
+    // nine names to remove them one by one. Headers that `Connection` names
+    // only count when it is there, and then it is hop-by-hop itself.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -32,6 +38,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::PROXY_AUTHENTICATE);
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHENTICATE
 }
 
 /// Sets `X-Forwarded-For`/`-Proto`/`-Host`. From an untrusted peer any
@@ -111,6 +121,29 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "traceparent", "x-request-id"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_is_removed_on_its_own_and_others_are_kept() {
+        for hop in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-authenticate",
+        ] {
+            let mut h = map(&[(hop, "x"), ("content-type", "application/json")]);
+            strip_hop_by_hop(&mut h);
+            let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["content-type"], "{hop}");
+        }
+        let mut h = map(&[("accept", "*/*"), ("x-request-id", "abc")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]

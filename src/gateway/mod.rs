@@ -32,7 +32,6 @@ use axum::http::{HeaderName, Method, header};
 use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tower::Layer;
-use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::http::body_limit::BodyLimit;
@@ -76,28 +75,33 @@ pub fn router(
         ConcurrencyLimit::new(config.max_concurrent_requests as usize),
         state.body_limit,
     );
+    //
+    // axum wraps every route once per route layer and each wrapper costs a
+    // clone, an allocation and a boxed future per request, so a forwarded
+    // request goes through one: the route label and admission together.
     let forwarded = Router::new()
         .route("/api/v1/query", any(proxy::forward))
         .route("/api/v1/status", any(proxy::forward))
         .route("/api/v1/health", any(proxy::forward))
         .route("/api/v1/{*rest}", any(proxy::forward))
-        .route_layer(admission);
-
-    let common = CommonLayer::new(&state.metrics);
-    let routes = Router::new()
+        .route_layer(
+            tower::ServiceBuilder::new()
+                .layer(RecordRouteLayer)
+                .layer(admission),
+        );
+    let own = Router::new()
         .route("/api/health", get(handlers::health))
         .route("/api/ready", get(handlers::ready))
         .route("/api/metrics", get(handlers::metrics))
-        .merge(forwarded)
         .method_not_allowed_fallback(jhttp::method_not_allowed)
-        .route_layer(RecordRouteLayer)
-        .fallback(jhttp::not_found)
-        .layer(MapResponseLayer::new(rejections::count))
-        .layer(tower::util::option_layer(cors(
-            &config.cors_allowed_origins.0,
-        )))
-        .with_state(Arc::new(state));
-    common.layer(routes)
+        .route_layer(RecordRouteLayer);
+
+    let mut routes = own.merge(forwarded).fallback(jhttp::not_found);
+    if let Some(cors) = cors(&config.cors_allowed_origins.0) {
+        routes = routes.layer(cors);
+    }
+    let common = CommonLayer::new(&state.metrics).on_response(rejections::count);
+    common.layer(routes.with_state(Arc::new(state)))
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers

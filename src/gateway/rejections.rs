@@ -35,8 +35,9 @@ pub fn describe() {
     }
 }
 
-/// Counts the response if it is a rejection (for `MapResponseLayer`).
-pub fn count(res: Response) -> Response {
+/// Counts the response if it is a rejection (the gateway's
+/// [`crate::http::CommonLayer::on_response`] hook).
+pub fn count(res: &Response) {
     if let Some(reason) = res
         .extensions()
         .get::<ApiError>()
@@ -44,7 +45,6 @@ pub fn count(res: Response) -> Response {
     {
         metrics::counter!("jessy_api_rejections_total", "reason" => reason).increment(1);
     }
-    res
 }
 
 #[cfg(test)]

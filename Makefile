@@ -148,7 +148,7 @@ test-all: ## The whole suite: fmt, clippy, coverage-gated tests, deny, lints, en
 	scripts/test-all.sh
 
 ##@ Tests and checks
-.PHONY: bench test test-unit test-integration test-bdd test-e2e lint-deploy coverage fmt clippy ci watch
+.PHONY: bench bench-instr test test-unit test-integration test-bdd test-e2e lint-deploy coverage fmt clippy ci watch
 test: ## All tests (unit, integration, BDD) with nextest
 	@$(NEED_CARGO)
 	@$(call need-cargo,nextest,cargo-nextest)
@@ -171,6 +171,9 @@ test-bdd: ## BDD scenarios (tests/features) against locally spawned services
 
 bench: ## Benchmarks on loopback (wrk; about 6 min; BENCH_ARGS=--quick for 1 min)
 	bench/run.sh $(BENCH_ARGS)
+
+bench-instr: ## Instructions per request under callgrind (steady on a busy machine; ~8 min)
+	bench/callgrind.py $(BENCH_ARGS)
 
 test-e2e: ## End-to-end suite against the compose stack (needs the images)
 	@$(NEED_DOCKER)

@@ -75,7 +75,6 @@ pub fn router(
         ConcurrencyLimit::new(config.max_concurrent_requests as usize),
         state.body_limit,
     );
-    //
     // axum wraps every route once per route layer and each wrapper costs a
     // clone, an allocation and a boxed future per request, so a forwarded
     // request goes through one: the route label and admission together.

@@ -1,16 +1,18 @@
 //! jessy-core as seen from the gateway: its keep-alive connections
-//! ([`super::pool`]), the URL mapping, and the last known state of the core (from a background probe of
-//! its `/ready`, and from every forwarded request's outcome).
+//! ([`super::pool`]), the URL mapping, and the last known state of the core
+//! (from a background probe of its `/ready`, and from every forwarded
+//! request's outcome).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::config::UpstreamUrl;
-use super::pool::{CorePool, PooledBody, SendError};
 use axum::body::Body;
 use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{Request, Uri};
+
+use super::config::UpstreamUrl;
+use super::pool::{CorePool, PooledBody, SendError};
 
 /// The core's last known state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

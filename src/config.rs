@@ -53,7 +53,6 @@ impl CommonConfig {
     /// The serve loop's timeouts.
     pub fn serve_config(&self) -> crate::server::ServeConfig {
         crate::server::ServeConfig {
-            header_read_timeout: self.header_read_timeout,
             shutdown_delay: self.shutdown_delay,
             shutdown_timeout: self.shutdown_timeout,
             // One: every connection on the runtime the binary runs on. The

@@ -7,13 +7,15 @@
 //! [`config`] (flags and environment), [`telemetry`] (logs and traces),
 //! [`metrics`] (the Prometheus recorder, the one global), [`process`] (the
 //! process's own resource usage), [`http`] (middleware and the JSON error
-//! shape), [`server`] (the accept loop with graceful drain), [`workers`]
+//! shape), [`h1`] (HTTP/1.1 on the wire, for the gateway's forwarding
+//! path), [`server`] (the accept loop with graceful drain), [`workers`]
 //! (thread-per-core runtimes the connections are served on), [`shutdown`]
 //! (signals) and [`healthcheck`] (the image's health probe).
 
 pub mod config;
 pub mod core;
 pub mod gateway;
+pub mod h1;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;

@@ -1,20 +1,22 @@
-//! The accept loop both services run, with what `axum::serve` 0.8 lacks:
+//! The accept loop both services run, and its graceful drain: on the
+//! signal, readiness flips to 503, the listener keeps accepting for
+//! `shutdown_delay` (so load balancers notice), then closes; connections
+//! finish the request they are on and close; whatever is still open at
+//! `shutdown_timeout` is cut off.
 //!
-//! - a header-read timeout (hyper's, which needs a timer): a client that
-//!   sends half a request is disconnected instead of holding a task forever;
-//!   the same timer bounds idle keep-alive connections;
-//! - a graceful shutdown with a deadline: on the signal, readiness flips to
-//!   503, the listener keeps accepting for `shutdown_delay` (so load
-//!   balancers notice), then closes; in-flight requests finish; whatever is
-//!   still running at `shutdown_timeout` is cut off.
-//!
-//! Each connection gets the peer address as `ConnectInfo`, which the
-//! gateway's rate limiter keys on, and is served on one of the
-//! [`Workers`] (thread-per-core) for its whole life.
+//! What happens on a connection is the service's [`Protocol`]: jessy-core
+//! serves its axum app through hyper ([`Hyper`], with a header-read timeout,
+//! which `axum::serve` 0.8 lacks: a client that sends half a request is
+//! disconnected instead of holding a task forever; the same timer bounds
+//! idle keep-alive connections); jessy-api forwards with its own HTTP/1.1
+//! path ([`crate::gateway::connection`]). Each connection is served on one
+//! of the [`Workers`] (thread-per-core where the service asks for it) for
+//! its whole life.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,8 +26,8 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::http::App;
@@ -49,7 +51,6 @@ impl Readiness {
 /// Timeouts of the serve loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeConfig {
-    pub header_read_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
     /// Runtimes that serve connections, the current one included; more than
@@ -66,22 +67,35 @@ pub enum Drain {
     TimedOut,
 }
 
-/// Serves `app` until `shutdown` completes, then drains.
-pub async fn serve(
+/// How a service answers on an accepted connection.
+pub trait Protocol: Clone + Send + 'static {
+    /// Serves `stream` until the peer closes it or, once `drain` has begun,
+    /// until the request in progress is answered.
+    fn serve_connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        drain: DrainWatch,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Serves connections accepted on `listener` with `protocol` until
+/// `shutdown` completes, then drains.
+pub async fn serve<P: Protocol>(
     listener: TcpListener,
-    app: App,
+    protocol: P,
     readiness: Readiness,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Drain {
-    let graceful = GracefulShutdown::new();
+    let drainer = Drainer::default();
     let mut workers = Workers::start(config.workers);
     readiness.set(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => handle_accept(accepted, &app, &graceful, &mut workers, config).await,
+            accepted = listener.accept() => handle_accept(accepted, &protocol, &drainer, &mut workers).await,
         }
     }
 
@@ -97,13 +111,13 @@ pub async fn serve(
         loop {
             tokio::select! {
                 () = &mut delay => break,
-                accepted = listener.accept() => handle_accept(accepted, &app, &graceful, &mut workers, config).await,
+                accepted = listener.accept() => handle_accept(accepted, &protocol, &drainer, &mut workers).await,
             }
         }
     }
     drop(listener);
 
-    let drain = match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+    let drain = match tokio::time::timeout(config.shutdown_timeout, drainer.drain()).await {
         Ok(()) => {
             tracing::info!("shutdown complete: all in-flight requests drained");
             Drain::Complete
@@ -118,15 +132,20 @@ pub async fn serve(
     drain
 }
 
-async fn handle_accept(
+async fn handle_accept<P: Protocol>(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
-    app: &App,
-    graceful: &GracefulShutdown,
+    protocol: &P,
+    drainer: &Drainer,
     workers: &mut Workers,
-    config: ServeConfig,
 ) {
     match accepted {
-        Ok((stream, peer)) => serve_connection(stream, peer, app, graceful, workers, config),
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            let (protocol, drain) = (protocol.clone(), drainer.watch());
+            workers.spawn_connection(stream, move |stream| {
+                protocol.serve_connection(stream, peer, drain)
+            });
+        }
         Err(err) => {
             // Out of file descriptors and the like: back off instead of
             // spinning; the connections already open keep being served.
@@ -136,29 +155,122 @@ async fn handle_accept(
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: &App,
-    graceful: &GracefulShutdown,
-    workers: &mut Workers,
-    config: ServeConfig,
-) {
-    let _ = stream.set_nodelay(true);
-    let app = app.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req.map(Body::new))
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
-    let watcher = graceful.watcher();
-    workers.spawn_connection(stream, move |stream| async move {
-        let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, %peer, "connection ended with an error");
+/// Starts the drain and counts the connections until each has ended.
+struct Drainer {
+    begun: Draining,
+    signal: watch::Sender<()>,
+}
+
+impl Default for Drainer {
+    fn default() -> Self {
+        Drainer {
+            begun: Draining::default(),
+            signal: watch::channel(()).0,
         }
-    });
+    }
+}
+
+impl Drainer {
+    /// A watch for one connection; the connection counts until it drops it.
+    fn watch(&self) -> DrainWatch {
+        let mut receiver = self.signal.subscribe();
+        DrainWatch {
+            begun: self.begun.clone(),
+            signal: Box::pin(async move {
+                // An error means the drainer is gone, which is a drain too.
+                let _ = receiver.changed().await;
+                receiver
+            }),
+            held: None,
+        }
+    }
+
+    /// Tells every connection, then waits until all have ended.
+    async fn drain(self) {
+        self.begun.0.store(true, Ordering::Release);
+        self.signal.send_replace(());
+        self.signal.closed().await;
+    }
+}
+
+/// Whether the drain has begun.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// One atomic load.
+    pub fn has_begun(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One connection's view of the drain: whether it has begun, and a future
+/// that completes when it does. The server waits for every watch to drop.
+pub struct DrainWatch {
+    begun: Draining,
+    /// Completes when the drain begins; made once per connection, so
+    /// waiting on it again costs no registration.
+    signal: Pin<Box<dyn Future<Output = watch::Receiver<()>> + Send>>,
+    /// The receiver, once the signal has completed (the connection still
+    /// counts until it ends).
+    held: Option<watch::Receiver<()>>,
+}
+
+impl DrainWatch {
+    /// Whether the drain has begun (one atomic load).
+    pub fn has_begun(&self) -> bool {
+        self.begun.has_begun()
+    }
+
+    /// The flag alone, to look at while the connection is busy.
+    pub fn draining(&self) -> &Draining {
+        &self.begun
+    }
+
+    /// Completes when the drain has begun (at once if it already has).
+    pub async fn begun(&mut self) {
+        if self.held.is_none() {
+            self.held = Some((&mut self.signal).await);
+        }
+    }
+}
+
+/// HTTP/1.1 through hyper into an axum [`App`] (jessy-core).
+#[derive(Clone)]
+pub struct Hyper {
+    pub app: App,
+    pub header_read_timeout: Duration,
+}
+
+impl Protocol for Hyper {
+    fn serve_connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut drain: DrainWatch,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let app = self.app;
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(Body::new))
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        async move {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let outcome = tokio::select! {
+                outcome = connection.as_mut() => outcome,
+                () = drain.begun() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = outcome {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        }
+    }
 }

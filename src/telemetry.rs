@@ -126,13 +126,15 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = (span, headers);
 }
 
-/// Writes the current span's trace context into outgoing headers. Without
-/// the `otel` feature this leaves any incoming `traceparent` as it is.
-pub fn inject_trace(headers: &mut http::HeaderMap) {
+/// The current span's trace context, as the fields to send the core
+/// (`traceparent`, `tracestate`) in place of the client's; empty without
+/// the `otel` feature or without trace export, so any incoming
+/// `traceparent` then passes through as it is.
+pub fn trace_context_to_send() -> Vec<(String, String)> {
     #[cfg(feature = "otel")]
-    otel::inject(headers);
+    return otel::fields_to_send();
     #[cfg(not(feature = "otel"))]
-    let _ = headers;
+    Vec::new()
 }
 
 #[cfg(feature = "otel")]
@@ -174,15 +176,14 @@ mod otel {
         }
     }
 
-    struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+    struct FieldInjector(Vec<(String, String)>);
 
-    impl Injector for HeaderInjector<'_> {
+    impl Injector for FieldInjector {
         fn set(&mut self, key: &str, value: String) {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(key.as_bytes()),
-                http::HeaderValue::from_str(&value),
-            ) {
-                self.0.insert(name, value);
+            // Only header-safe text may go into a request head.
+            let safe = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if safe(key) && safe(&value) && !key.is_empty() {
+                self.0.push((key.to_owned(), value));
             }
         }
     }
@@ -194,9 +195,11 @@ mod otel {
         let _ = span.set_parent(parent);
     }
 
-    pub fn inject(headers: &mut http::HeaderMap) {
+    pub fn fields_to_send() -> Vec<(String, String)> {
         let context = tracing::Span::current().context();
-        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+        let mut fields = FieldInjector(Vec::new());
+        TraceContextPropagator::new().inject_context(&context, &mut fields);
+        fields.0
     }
 }
 

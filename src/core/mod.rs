@@ -12,7 +12,7 @@ pub mod query;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -80,6 +80,7 @@ pub struct Application {
     app: App,
     readiness: Readiness,
     metrics: Metrics,
+    header_read_timeout: Duration,
     serve: ServeConfig,
 }
 
@@ -106,6 +107,7 @@ impl Application {
             app: router(state, config),
             readiness,
             metrics,
+            header_read_timeout: config.common.header_read_timeout,
             serve: config.common.serve_config(),
         })
     }
@@ -120,9 +122,13 @@ impl Application {
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Drain {
         let upkeep = tokio::spawn(self.metrics.clone().run_upkeep());
+        let protocol = server::Hyper {
+            app: self.app,
+            header_read_timeout: self.header_read_timeout,
+        };
         let drain = server::serve(
             self.listener,
-            self.app,
+            protocol,
             self.readiness,
             self.serve,
             shutdown,

@@ -1,129 +1,108 @@
 //! Admission of forwarded requests, in this order: the client's rate
 //! ([`super::rate_limit`]; an abusive client is refused before it takes a
 //! concurrency permit), the gateway's concurrency ([`super::load_shed`]; the
-//! permit is held until the core's response headers arrive), the body limit.
-//!
-//! A hand-written route layer: the checks are synchronous, so the route is
-//! called directly, without the per-request clone and boxing of `from_fn`.
+//! permit is held until the core's response headers arrive), then the
+//! declared body size (a chunked body is held to the same limit while it
+//! streams, [`super::relay`]).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::net::IpAddr;
 
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::load_shed::ConcurrencyLimit;
 use super::rate_limit::RateLimit;
+use crate::h1::Framing;
 use crate::http::body_limit::BodyLimit;
 use crate::http::error::ApiError;
 
-/// The three checks (as a `Router::route_layer`).
-#[derive(Debug, Clone)]
-pub struct AdmissionLayer(Arc<Checks>);
-
+/// The three checks.
 #[derive(Debug)]
-struct Checks {
+pub struct Admission {
     rate_limit: Option<RateLimit>,
     concurrency: ConcurrencyLimit,
-    body_limit: BodyLimit,
+    pub body_limit: BodyLimit,
 }
 
-impl AdmissionLayer {
+impl Admission {
     pub fn new(
         rate_limit: Option<RateLimit>,
         concurrency: ConcurrencyLimit,
         body_limit: BodyLimit,
-    ) -> Self {
-        AdmissionLayer(Arc::new(Checks {
+    ) -> Admission {
+        Admission {
             rate_limit,
             concurrency,
             body_limit,
-        }))
+        }
     }
-}
 
-impl Checks {
-    fn admit(&self, req: &mut Request) -> Result<OwnedSemaphorePermit, ApiError> {
+    /// Admits a request from `peer` (with these `X-Forwarded-For` values)
+    /// whose body is framed by `framing`: a permit to hold, or the refusal.
+    pub fn admit<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+        framing: Framing,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
         if let Some(rate_limit) = &self.rate_limit {
-            rate_limit.check(req)?;
+            rate_limit.check(peer, forwarded_for)?;
         }
         let permit = self.concurrency.acquire()?;
-        self.body_limit.apply(req)?;
+        if let Framing::Length(declared) = framing
+            && declared > self.body_limit.0 as u64
+        {
+            return Err(self.body_limit.error());
+        }
         Ok(permit)
     }
 }
 
-impl<S> tower::Layer<S> for AdmissionLayer {
-    type Service = Admission<S>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::rate_limit::RateLimiter;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-    fn layer(&self, inner: S) -> Admission<S> {
-        Admission {
-            inner,
-            checks: self.0.clone(),
-        }
-    }
-}
-
-/// See [`AdmissionLayer`].
-#[derive(Debug, Clone)]
-pub struct Admission<S> {
-    inner: S,
-    checks: Arc<Checks>,
-}
-
-impl<S> tower::Service<Request> for Admission<S>
-where
-    S: tower::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = AdmissionFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    fn admission(rate: u32, concurrency: usize, body: usize) -> Admission {
+        Admission::new(
+            Some(RateLimit {
+                limiter: Arc::new(RateLimiter::new(rate, Duration::from_secs(60), rate)),
+                trusted: Default::default(),
+            }),
+            ConcurrencyLimit::new(concurrency),
+            BodyLimit(body),
+        )
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        match self.checks.admit(&mut req) {
-            Ok(permit) => AdmissionFuture::Admitted {
-                inner: self.inner.call(req),
-                permit: Some(permit),
-            },
-            Err(refused) => AdmissionFuture::Refused {
-                response: Some(refused.into_response()),
-            },
-        }
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn the_rate_is_checked_before_a_permit_is_taken() {
+        let admission = admission(1, 1, 10);
+        let held = admission.admit(PEER, [], Framing::Empty).unwrap();
+        // Over its rate and with no permit left: the rate answers.
+        let refused = admission.admit(PEER, [], Framing::Empty).unwrap_err();
+        assert_eq!(refused.code, "rate_limited");
+        drop(held);
     }
-}
 
-pin_project_lite::pin_project! {
-    /// See [`AdmissionLayer`].
-    #[project = AdmissionProjection]
-    pub enum AdmissionFuture<F> {
-        Admitted { #[pin] inner: F, permit: Option<OwnedSemaphorePermit> },
-        Refused { response: Option<Response> },
-    }
-}
-
-impl<F, E> Future for AdmissionFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            AdmissionProjection::Admitted { inner, permit } => {
-                let res = std::task::ready!(inner.poll(cx));
-                permit.take();
-                Poll::Ready(res)
-            }
-            AdmissionProjection::Refused { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("AdmissionFuture polled after completion"))),
-        }
+    #[test]
+    fn concurrency_then_the_declared_body_size_refuse() {
+        let admission = admission(100, 1, 10);
+        let held = admission.admit(PEER, [], Framing::Length(10)).unwrap();
+        assert_eq!(
+            admission.admit(PEER, [], Framing::Empty).unwrap_err().code,
+            "overloaded"
+        );
+        drop(held);
+        assert_eq!(
+            admission
+                .admit(PEER, [], Framing::Length(11))
+                .unwrap_err()
+                .code,
+            "body_too_large"
+        );
+        assert!(admission.admit(PEER, [], Framing::Chunked).is_ok());
     }
 }

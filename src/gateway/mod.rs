@@ -3,23 +3,35 @@
 //! Where things are decided: [`rate_limit`] (is this client over its rate?),
 //! [`load_shed`] (is the gateway over its concurrency?), [`admission`] (the
 //! order those checks and the body limit run in), [`proxy`] (forwarding
-//! and how core failures map to 502/504), [`pool`] (the keep-alive
-//! connections to the core), [`headers`] (hop-by-hop and
-//! `X-Forwarded-*`), [`client_ip`] (who the client is behind trusted
-//! proxies), [`upstream`] (the client for the core and its last known
-//! state), [`rejections`] (counting refusals), [`handlers`] (the gateway's own
-//! health, readiness and metrics), [`config`] (flags).
+//! and how core failures map to 502/504), [`connection`] (a client
+//! connection: reading requests, keep-alive, what is forwarded and what the
+//! gateway answers itself), [`headers`] (hop-by-hop and `X-Forwarded-*`),
+//! [`relay`] (bodies, both ways), [`pool`] (the keep-alive connections to
+//! the core), [`exchange`] (reading the core's answer), [`client_ip`] (who
+//! the client is behind trusted proxies), [`upstream`] (the core's paths and
+//! last known state), [`cors`], [`rejections`] (counting refusals),
+//! [`local`] and [`handlers`] (the gateway's own health, readiness and
+//! metrics), [`config`] (flags).
+//!
+//! Forwarded requests never go through hyper or axum: the gateway speaks
+//! HTTP/1.1 itself on that path ([`crate::h1`] says why). Its own endpoints
+//! are an axum router behind the same common stack as jessy-core's.
 
 pub mod admission;
 pub mod client_ip;
 pub mod config;
+pub mod connection;
+pub mod cors;
+pub mod exchange;
 pub mod handlers;
 pub mod headers;
 pub mod load_shed;
+pub mod local;
 pub mod pool;
 pub mod proxy;
 pub mod rate_limit;
 pub mod rejections;
+pub mod relay;
 pub mod upstream;
 
 use std::future::Future;
@@ -28,99 +40,72 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, Method, header};
-use axum::routing::{any, get};
-use tokio::net::TcpListener;
+use axum::routing::get;
+use tokio::net::{TcpListener, TcpStream};
 use tower::Layer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::http::body_limit::BodyLimit;
 use crate::http::observe::RecordRouteLayer;
 use crate::http::{self as jhttp, App, CommonLayer};
 use crate::metrics::Metrics;
-use crate::server::{self, Drain, Readiness, ServeConfig};
-use admission::AdmissionLayer;
+use crate::server::{self, Drain, DrainWatch, Protocol, Readiness, ServeConfig};
+use admission::Admission;
 use client_ip::TrustedProxies;
 pub use config::{GatewayCli, GatewayCommand, GatewayConfig};
+use cors::Cors;
 use load_shed::ConcurrencyLimit;
 use rate_limit::{RateLimit, RateLimiter};
 use upstream::Upstream;
 
-/// What the handlers share.
+/// What the gateway's own handlers share.
 #[derive(Clone)]
 pub struct GatewayState {
     pub upstream: Upstream,
     pub upstream_timeout: Duration,
     pub trusted: TrustedProxies,
-    pub body_limit: BodyLimit,
     pub readiness: Readiness,
     pub metrics: Metrics,
 }
 
-/// The routes and middleware of jessy-api.
-pub fn router(
-    state: GatewayState,
-    limiter: Option<Arc<RateLimiter>>,
-    config: &GatewayConfig,
-) -> App {
-    // Forwarded routes: the three the core documents get their own route
-    // labels in metrics; anything else under /api/v1 is forwarded too. Only
-    // they are admission-checked (rate, concurrency, body size; bodies
-    // stream to the core, so no extractor's default limit applies).
-    let admission = AdmissionLayer::new(
-        limiter.map(|limiter| RateLimit {
-            limiter,
-            trusted: state.trusted.clone(),
-        }),
-        ConcurrencyLimit::new(config.max_concurrent_requests as usize),
-        state.body_limit,
-    );
-    // axum wraps every route once per route layer and each wrapper costs a
-    // clone, an allocation and a boxed future per request, so a forwarded
-    // request goes through one: the route label and admission together.
-    let forwarded = Router::new()
-        .route("/api/v1/query", any(proxy::forward))
-        .route("/api/v1/status", any(proxy::forward))
-        .route("/api/v1/health", any(proxy::forward))
-        .route("/api/v1/{*rest}", any(proxy::forward))
-        .route_layer(
-            tower::ServiceBuilder::new()
-                .layer(RecordRouteLayer)
-                .layer(admission),
-        );
+/// Everything a client connection needs, shared by all of them.
+pub struct Gateway {
+    pub state: GatewayState,
+    pub admission: Admission,
+    pub cors: Option<Cors>,
+    /// The gateway's own endpoints.
+    pub app: App,
+    pub header_read_timeout: Duration,
+}
+
+/// The gateway's own routes (health, readiness, metrics; everything else
+/// that is not forwarded gets the JSON 404) in the common stack.
+pub fn router(state: GatewayState, cors: Option<&Cors>) -> App {
     let own = Router::new()
         .route("/api/health", get(handlers::health))
         .route("/api/ready", get(handlers::ready))
         .route("/api/metrics", get(handlers::metrics))
         .method_not_allowed_fallback(jhttp::method_not_allowed)
         .route_layer(RecordRouteLayer);
-
-    let mut routes = own.merge(forwarded).fallback(jhttp::not_found);
-    if let Some(cors) = cors(&config.cors_allowed_origins.0) {
-        routes = routes.layer(cors);
+    let mut routes = own.fallback(jhttp::not_found);
+    if let Some(cors) = cors {
+        routes = routes.layer(cors.layer());
     }
-    let common = CommonLayer::new(&state.metrics).on_response(rejections::count);
-    common.layer(routes.with_state(Arc::new(state)))
+    CommonLayer::new(&state.metrics).layer(routes.with_state(Arc::new(state)))
 }
 
-/// CORS for the configured origins only; none configured, no CORS headers
-/// (browsers then refuse cross-origin calls, the safe default).
-fn cors(origins: &[config::Origin]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
+/// jessy-api's way of serving a connection ([`connection::serve`]).
+#[derive(Clone)]
+pub struct GatewayProtocol(Arc<Gateway>);
+
+impl Protocol for GatewayProtocol {
+    fn serve_connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        drain: DrainWatch,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::serve(stream, peer, self.0, drain)
     }
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins.iter().map(|o| o.0.clone())))
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-            .allow_headers([
-                header::CONTENT_TYPE,
-                HeaderName::from_static("x-request-id"),
-                HeaderName::from_static("traceparent"),
-            ])
-            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
-            .max_age(Duration::from_secs(600)),
-    )
 }
 
 /// Why the gateway could not start.
@@ -138,8 +123,7 @@ pub enum StartError {
 /// A bound, ready-to-run jessy-api.
 pub struct Application {
     listener: TcpListener,
-    app: App,
-    state: GatewayState,
+    gateway: Arc<Gateway>,
     limiter: Option<Arc<RateLimiter>>,
     probe_interval: Duration,
     probe_timeout: Duration,
@@ -156,11 +140,11 @@ impl Application {
             config.upstream_connect_timeout,
             config.upstream_pool_idle_timeout,
         );
+        let trusted = TrustedProxies(config.trusted_proxies.0.clone());
         let state = GatewayState {
             upstream,
             upstream_timeout: config.upstream_timeout,
-            trusted: TrustedProxies(config.trusted_proxies.0.clone()),
-            body_limit: BodyLimit(config.max_body_size),
+            trusted: trusted.clone(),
             readiness: Readiness::default(),
             metrics,
         };
@@ -171,14 +155,28 @@ impl Application {
                 config.rate_limit_burst(),
             ))
         });
+        let admission = Admission::new(
+            limiter
+                .clone()
+                .map(|limiter| RateLimit { limiter, trusted }),
+            ConcurrencyLimit::new(config.max_concurrent_requests as usize),
+            BodyLimit(config.max_body_size),
+        );
+        let cors = Cors::new(&config.cors_allowed_origins.0);
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let gateway = Gateway {
+            app: router(state.clone(), cors.as_ref()),
+            state,
+            admission,
+            cors,
+            header_read_timeout: config.common.header_read_timeout,
+        };
         Ok(Application {
             listener,
-            app: router(state.clone(), limiter.clone(), config),
-            state,
+            gateway: Arc::new(gateway),
             limiter,
             probe_interval: config.upstream_probe_interval,
             probe_timeout: config.upstream_connect_timeout + Duration::from_secs(1),
@@ -200,10 +198,11 @@ impl Application {
     /// Serves until `shutdown` completes, then drains. The core is probed in
     /// the background meanwhile; background tasks stop with the server.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Drain {
+        let state = &self.gateway.state;
         let mut background = vec![
-            tokio::spawn(self.state.metrics.clone().run_upkeep()),
+            tokio::spawn(state.metrics.clone().run_upkeep()),
             tokio::spawn(
-                self.state
+                state
                     .upstream
                     .clone()
                     .run_probe(self.probe_interval, self.probe_timeout),
@@ -212,10 +211,11 @@ impl Application {
         if let Some(limiter) = self.limiter {
             background.push(tokio::spawn(limiter.run_cleanup()));
         }
+        let readiness = state.readiness.clone();
         let drain = server::serve(
             self.listener,
-            self.app,
-            self.state.readiness.clone(),
+            GatewayProtocol(self.gateway),
+            readiness,
             self.serve,
             shutdown,
         )

@@ -6,11 +6,10 @@
 //! Only `/api/v1/*` is limited; the gateway's health and metrics are exempt.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 
 use super::client_ip::TrustedProxies;
@@ -99,14 +98,14 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// Takes one token for the request's client, or refuses with 429.
-    pub fn check(&self, req: &Request) -> Result<(), ApiError> {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let client = self.trusted.client_ip(peer, req.headers());
+    /// Takes one token for the client behind `peer` (whose
+    /// `X-Forwarded-For` fields are `forwarded_for`), or refuses with 429.
+    pub fn check<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), ApiError> {
+        let client = self.trusted.client_ip(peer, forwarded_for);
         match self.limiter.check(client, Instant::now()) {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after } => {

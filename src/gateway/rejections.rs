@@ -2,8 +2,6 @@
 //! refused or could not complete, counted in one place from the error code
 //! the refusal carries.
 
-use axum::response::Response;
-
 use crate::http::error::ApiError;
 
 /// The rejection reason for an error code, if it is a rejection.
@@ -35,14 +33,9 @@ pub fn describe() {
     }
 }
 
-/// Counts the response if it is a rejection (the gateway's
-/// [`crate::http::CommonLayer::on_response`] hook).
-pub fn count(res: &Response) {
-    if let Some(reason) = res
-        .extensions()
-        .get::<ApiError>()
-        .and_then(|e| reason(e.code))
-    {
+/// Counts `error` if it is a rejection.
+pub fn record(error: &ApiError) {
+    if let Some(reason) = reason(error.code) {
         metrics::counter!("jessy_api_rejections_total", "reason" => reason).increment(1);
     }
 }

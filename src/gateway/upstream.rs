@@ -1,18 +1,19 @@
 //! jessy-core as seen from the gateway: its keep-alive connections
-//! ([`super::pool`]), the URL mapping, and the last known state of the core
-//! (from a background probe of its `/ready`, and from every forwarded
+//! ([`super::pool`]), the path mapping, and the last known state of the
+//! core (from a background probe of its `/ready`, and from every forwarded
 //! request's outcome).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::uri::{PathAndQuery, Scheme};
-use axum::http::{Request, Uri};
+use tokio::io::AsyncWriteExt;
 
 use super::config::UpstreamUrl;
-use super::pool::{CorePool, PooledBody, SendError};
+use super::exchange::{self, ExchangeError};
+use super::pool::CorePool;
+use super::relay::{self, Encode, Source};
 
 /// The core's last known state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,30 +99,33 @@ impl Upstream {
         &self.url
     }
 
-    /// The core's URI for a gateway path: `/api/v1/status` and
-    /// `/api/v1/health` map to the core's `/status` and `/health`; every
-    /// other `/api/v1/*` path is forwarded as is. The query string is kept;
-    /// the authority is always the configured one, never the client's.
-    pub fn uri_for(&self, gateway: &Uri) -> Uri {
-        let renamed = match gateway.path() {
-            "/api/v1/status" => Some("/status"),
-            "/api/v1/health" => Some("/health"),
-            _ => None,
+    /// The core's `host:port`, as its requests' `Host` says it.
+    pub fn authority(&self) -> &str {
+        self.url.authority.as_str()
+    }
+
+    pub fn pool(&self) -> &CorePool {
+        &self.pool
+    }
+
+    /// The core's path and query for a gateway path and query:
+    /// `/api/v1/status` and `/api/v1/health` map to the core's `/status`
+    /// and `/health`; every other `/api/v1/*` path is forwarded as is. The
+    /// query string is kept.
+    pub fn path_for(gateway: &str) -> Cow<'_, str> {
+        let (path, query) = match gateway.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (gateway, None),
         };
-        // The common cases reuse the request's bytes or a static path.
-        let path_and_query = match (renamed, gateway.query()) {
-            (Some(path), None) => Ok(PathAndQuery::from_static(path)),
-            (Some(path), Some(q)) => PathAndQuery::try_from(format!("{path}?{q}")),
-            (None, _) => Ok(gateway
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"))),
+        let renamed = match path {
+            "/api/v1/status" => "/status",
+            "/api/v1/health" => "/health",
+            _ => return Cow::Borrowed(gateway),
         };
-        let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.url.authority.clone());
-        parts.path_and_query = path_and_query.ok();
-        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+        match query {
+            None => Cow::Borrowed(renamed),
+            Some(query) => Cow::Owned(format!("{renamed}?{query}")),
+        }
     }
 
     pub fn state(&self) -> UpstreamState {
@@ -157,24 +161,44 @@ impl Upstream {
         }
     }
 
-    /// Sends a request to the core (the caller applies deadlines).
-    pub async fn send(&self, req: Request<Body>) -> Result<hyper::Response<PooledBody>, SendError> {
-        self.pool.send(req).await
-    }
-
     /// Asks the core's `/ready` once; records and returns the state.
     pub async fn probe(&self, timeout: Duration) -> UpstreamState {
-        let uri = self.uri_for(&Uri::from_static("/ready"));
-        let req = Request::get(uri)
-            .header("user-agent", "jessy-api-probe")
-            .body(Body::empty())
-            .expect("static probe request is valid");
-        let state = match tokio::time::timeout(timeout, self.send(req)).await {
-            Ok(Ok(res)) if res.status().is_success() => UpstreamState::Up,
+        let state = match tokio::time::timeout(timeout, self.ask_ready()).await {
+            Ok(Ok(status)) if (200..300).contains(&status) => UpstreamState::Up,
             _ => UpstreamState::Down,
         };
         self.mark(state);
         state
+    }
+
+    /// `GET /ready` on a pooled connection: the status (the body is read
+    /// and dropped, so the connection can be kept).
+    async fn ask_ready(&self) -> Result<u16, ExchangeError> {
+        let mut conn = self.pool.checkout().await?;
+        let request = format!(
+            "GET /ready HTTP/1.1\r\nhost: {}\r\nuser-agent: jessy-api-probe\r\n\r\n",
+            self.authority()
+        );
+        conn.stream.write_all(request.as_bytes()).await?;
+        let (response, ()) = exchange::read_response_head(&mut conn, false, |_, _| ()).await?;
+        let source = Source {
+            io: &mut conn.stream,
+            buf: &mut conn.buf,
+            framing: response.framing,
+        };
+        relay::body(
+            source,
+            &mut tokio::io::sink(),
+            &mut Vec::new(),
+            Encode::Raw,
+            u64::MAX,
+        )
+        .await
+        .map_err(|err| ExchangeError::Io(std::io::Error::other(err)))?;
+        if response.reusable {
+            self.pool.checkin(conn);
+        }
+        Ok(response.status)
     }
 
     /// Probes every `interval` until the task is aborted.
@@ -201,26 +225,19 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn gateway_paths_map_to_core_paths_with_the_configured_authority() {
-        let up = upstream();
+    #[test]
+    fn gateway_paths_map_to_core_paths_and_keep_the_query() {
         let cases = [
-            ("/api/v1/status", "http://core:8080/status"),
-            ("/api/v1/health", "http://core:8080/health"),
-            ("/api/v1/query", "http://core:8080/api/v1/query"),
-            (
-                "/api/v1/query?x=1&y=2",
-                "http://core:8080/api/v1/query?x=1&y=2",
-            ),
-            ("/api/v1/status?verbose", "http://core:8080/status?verbose"),
-            (
-                "http://evil.example/api/v1/query",
-                "http://core:8080/api/v1/query",
-            ),
-            ("/api/v1//double", "http://core:8080/api/v1//double"),
+            ("/api/v1/status", "/status"),
+            ("/api/v1/health", "/health"),
+            ("/api/v1/query", "/api/v1/query"),
+            ("/api/v1/query?x=1&y=2", "/api/v1/query?x=1&y=2"),
+            ("/api/v1/status?verbose", "/status?verbose"),
+            ("/api/v1/health/deep", "/api/v1/health/deep"),
+            ("/api/v1//double", "/api/v1//double"),
         ];
         for (from, to) in cases {
-            assert_eq!(up.uri_for(&from.parse().unwrap()).to_string(), to, "{from}");
+            assert_eq!(Upstream::path_for(from), to, "{from}");
         }
     }
 

@@ -40,15 +40,3 @@ impl BodyLimit {
         Ok(())
     }
 }
-
-/// Whether an error (or anything in its source chain) is the body limit.
-pub fn is_limit_error(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}

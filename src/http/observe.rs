@@ -67,8 +67,26 @@ pub struct Observation {
 impl Observation {
     /// Starts observing `req` (after its id is assigned).
     pub fn start(req: &Request, request_id: RequestId, metrics: &Metrics) -> Observation {
-        let method = req.method().clone();
-        let path = req.uri().path();
+        Observation::begin(
+            req.method().clone(),
+            req.uri().clone(),
+            request_id,
+            metrics,
+            |span| crate::telemetry::continue_trace(span, req.headers()),
+        )
+    }
+
+    /// Starts observing a request given by its parts; `continue_trace`
+    /// joins the span to an incoming trace and runs only when the span is
+    /// enabled (trace export on).
+    pub fn begin(
+        method: Method,
+        uri: Uri,
+        request_id: RequestId,
+        metrics: &Metrics,
+        continue_trace: impl FnOnce(&tracing::Span),
+    ) -> Observation {
+        let path = uri.path();
         // No subscriber wants spans unless trace export is on (the JSON log
         // layer ignores them), and then the span is disabled and free.
         let span = tracing::info_span!(
@@ -81,12 +99,12 @@ impl Observation {
         );
         if !span.is_disabled() {
             span.record("otel.name", format!("{method} {path}"));
-            crate::telemetry::continue_trace(&span, req.headers());
+            continue_trace(&span);
         }
         Observation {
             started: Instant::now(),
             method,
-            uri: req.uri().clone(),
+            uri,
             request_id,
             span,
             in_flight: InFlight::enter(metrics),
@@ -105,11 +123,16 @@ impl Observation {
 
     /// Records the metrics and writes the access-log line for `res`.
     pub fn finish(self, res: &Response) {
-        let status = res.status().as_u16();
         let route = res
             .extensions()
             .get::<RouteLabel>()
             .map_or("unmatched", |r| r.0.as_str());
+        self.end(route, res.status().as_u16());
+    }
+
+    /// Records the metrics and writes the access-log line for an answer
+    /// with `status` on `route` (a route template, or `"unmatched"`).
+    pub fn end(self, route: &str, status: u16) {
         let elapsed = self.started.elapsed();
         self.in_flight
             .0

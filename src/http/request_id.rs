@@ -56,6 +56,20 @@ pub fn assign(req: &mut Request) -> RequestId {
     }
 }
 
+impl RequestId {
+    /// The client's id (the value of its `X-Request-Id`) when it is
+    /// well-formed, a new one otherwise.
+    pub fn keep_or_generate(client: Option<&[u8]>) -> RequestId {
+        match client
+            .filter(|id| is_valid(id))
+            .map(HeaderValue::from_bytes)
+        {
+            Some(Ok(id)) => RequestId(id),
+            _ => RequestId(generate()),
+        }
+    }
+}
+
 /// Echoes the id on the response and, for an error answer, renders the JSON
 /// body with the id in it.
 pub fn finish(res: &mut Response, id: &RequestId) {
@@ -108,6 +122,21 @@ mod tests {
         assert!(!is_valid("a".repeat(129).as_bytes()));
         for bad in ["a b", "a\nb", "ä", "a/b", "<script>", "id;drop"] {
             assert!(!is_valid(bad.as_bytes()), "{bad:?} must be replaced");
+        }
+    }
+
+    #[test]
+    fn a_client_id_is_kept_when_valid_and_replaced_otherwise() {
+        assert_eq!(
+            RequestId::keep_or_generate(Some(b"rid-42")).as_str(),
+            "rid-42"
+        );
+        for bad in [Some(&b"a b"[..]), Some(b""), None] {
+            let id = RequestId::keep_or_generate(bad);
+            assert!(
+                uuid::Uuid::parse_str(id.as_str()).is_ok(),
+                "{bad:?} -> {id}"
+            );
         }
     }
 

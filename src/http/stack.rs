@@ -1,8 +1,6 @@
 //! The service every request enters first, in this order: request id →
 //! observation (span, metrics, access log) → panic catching → the service's
-//! deadline and body limit, when it sets them → the router; on the way out,
-//! the service's own look at the response, when it sets one (the gateway
-//! counts its refusals there).
+//! deadline and body limit, when it sets them → the router.
 //!
 //! One hand-written service rather than a stack of `from_fn` layers: each of
 //! those clones and boxes its inner service and boxes its future on every
@@ -27,9 +25,8 @@ use super::request_id;
 use super::timeout::RequestTimeout;
 use crate::metrics::Metrics;
 
-/// The configuration of [`Common`]: metrics always; a deadline, a body
-/// limit and a response hook when the service wants them around all of its
-/// routes.
+/// The configuration of [`Common`]: metrics always; a deadline and a body
+/// limit when the service wants them around all of its routes.
 #[derive(Clone)]
 pub struct CommonLayer(Arc<Settings>);
 
@@ -38,7 +35,6 @@ struct Settings {
     metrics: Metrics,
     timeout: Option<RequestTimeout>,
     body_limit: Option<BodyLimit>,
-    on_response: Option<fn(&Response)>,
 }
 
 impl CommonLayer {
@@ -47,7 +43,6 @@ impl CommonLayer {
             metrics: metrics.clone(),
             timeout: None,
             body_limit: None,
-            on_response: None,
         }))
     }
 
@@ -59,14 +54,6 @@ impl CommonLayer {
     /// Answers 413 `body_too_large` for bodies over this (also while they stream).
     pub fn body_limit(self, limit: BodyLimit) -> CommonLayer {
         self.with(|s| s.body_limit = Some(limit))
-    }
-
-    /// Shows every response to `hook` before it is logged and sent. Here
-    /// rather than as a router layer: axum wraps each route in every router
-    /// layer, and each of those wrappers costs a clone, an allocation and a
-    /// boxed future per request (README, "Performance").
-    pub fn on_response(self, hook: fn(&Response)) -> CommonLayer {
-        self.with(|s| s.on_response = Some(hook))
     }
 
     fn with(self, change: impl FnOnce(&mut Settings)) -> CommonLayer {
@@ -114,7 +101,6 @@ where
         let observation = Observation::start(&req, id.clone(), &self.settings.metrics);
         let span = observation.span().clone();
         let timeout = self.settings.timeout;
-        let on_response = self.settings.on_response;
         let deadline = tokio::time::Instant::from_std(observation.started());
 
         // Refusals that need no handler, then the router (its synchronous
@@ -146,9 +132,6 @@ where
                     }
                 }
             };
-            if let Some(hook) = on_response {
-                hook(&res);
-            }
             observation.finish(&res);
             request_id::finish(&mut res, &id);
             Ok(res)

@@ -4,6 +4,7 @@
 
 mod core_api;
 mod gateway;
+mod gateway_wire;
 mod helpers;
 mod lifecycle;
 #[cfg(feature = "otel")]

@@ -1,0 +1,311 @@
+//! One client connection of jessy-api, from its first byte to its close:
+//! read a request head (within HEADER_READ_TIMEOUT, which also bounds how
+//! long a keep-alive connection may sit idle), decide what it is —
+//! forwarded to the core ([`super::proxy`]), one of the gateway's own
+//! endpoints ([`super::local`]), or malformed (400, 431 or 501, then
+//! close) — answer it, and go on while the client keeps the connection and
+//! the drain has not begun. Requests that arrive back to back
+//! (pipelined) are answered in order.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::Gateway;
+use super::cors::Cors;
+use super::headers::Peer;
+use super::{local, proxy};
+use crate::h1::buffer::ReadBuf;
+use crate::h1::request::{self, RequestHead, header_slots};
+use crate::h1::{HeadError, date};
+use crate::http::error::ApiError;
+use crate::http::request_id::RequestId;
+use crate::server::DrainWatch;
+
+/// Read buffer of a client connection (a head may grow it to
+/// [`crate::h1::MAX_HEAD_BYTES`]).
+const READ_BUFFER: usize = 8 * 1024;
+
+/// A client connection and its buffers.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub buf: ReadBuf,
+    /// What goes out next: the core's request head, then the client's
+    /// response head (and small bodies with them).
+    pub out: Vec<u8>,
+    pub peer: Peer,
+    pub addr: SocketAddr,
+}
+
+/// The connection's deadlines, made once and moved forward per request
+/// (moving a registered timer later costs an atomic store, not a lock).
+pub struct Deadlines {
+    /// For the next request head.
+    head: Pin<Box<Sleep>>,
+    /// For the core's response head ([`super::proxy`]).
+    pub upstream: Pin<Box<Sleep>>,
+}
+
+/// What a parsed head asks for.
+enum Plan {
+    Forward(proxy::Forward),
+    Local(local::Local),
+}
+
+/// Serves `stream` until the client closes it, a request ends it, or the
+/// drain begins while it waits for a request.
+pub async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    mut drain: DrainWatch,
+) {
+    let ip = addr.ip();
+    let mut conn = Connection {
+        stream,
+        buf: ReadBuf::with_capacity(READ_BUFFER),
+        out: Vec::with_capacity(1024),
+        peer: Peer {
+            ip,
+            text: ip.to_string().into_boxed_str(),
+            trusted: gateway.state.trusted.trusts(ip),
+        },
+        addr,
+    };
+    let far = Instant::now() + gateway.header_read_timeout;
+    let mut deadlines = Deadlines {
+        head: Box::pin(tokio::time::sleep_until(far)),
+        upstream: Box::pin(tokio::time::sleep_until(far)),
+    };
+    loop {
+        let plan = match next_request(&mut conn, &gateway, &mut deadlines, &mut drain).await {
+            Some(Ok(plan)) => plan,
+            Some(Err(refused)) => return refuse_malformed(&mut conn, &gateway, refused).await,
+            None => return,
+        };
+        let keep_open = match plan {
+            Plan::Forward(forward) => {
+                proxy::forward(
+                    &mut conn,
+                    &gateway,
+                    forward,
+                    &mut deadlines,
+                    drain.draining(),
+                )
+                .await
+            }
+            Plan::Local(local) => local::answer(&mut conn, &gateway, local, drain.draining()).await,
+        };
+        if !keep_open {
+            return;
+        }
+    }
+}
+
+/// Waits for the next complete request head and plans its answer; `None`
+/// when the connection should just close (the client closed it or went
+/// silent, or the drain began while it was idle).
+async fn next_request(
+    conn: &mut Connection,
+    gateway: &Gateway,
+    deadlines: &mut Deadlines,
+    drain: &mut DrainWatch,
+) -> Option<Result<Plan, HeadError>> {
+    let mut waiting = false;
+    loop {
+        match plan(conn, gateway) {
+            Ok(Some(plan)) => return Some(Ok(plan)),
+            Ok(None) => {}
+            Err(refused) => return Some(Err(refused)),
+        }
+        let idle = conn.buf.is_empty();
+        if idle && drain.has_begun() {
+            return None;
+        }
+        if !waiting {
+            // The clock runs from the first wait for this head.
+            waiting = true;
+            let deadline = Instant::now() + gateway.header_read_timeout;
+            deadlines.head.as_mut().reset(deadline);
+        }
+        tokio::select! {
+            biased;
+            read = conn.buf.read_from(&mut conn.stream) => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
+            () = deadlines.head.as_mut() => {
+                tracing::debug!(peer = %conn.addr, "no complete request head in time; closing");
+                return None;
+            }
+            () = drain.begun(), if idle => return None,
+        }
+    }
+}
+
+/// Parses the buffered head, if it is complete, and plans its answer (the
+/// head's bytes are consumed; a forwarded request's core head is in `out`).
+fn plan(conn: &mut Connection, gateway: &Gateway) -> Result<Option<Plan>, HeadError> {
+    let Connection {
+        buf,
+        out,
+        peer,
+        addr,
+        ..
+    } = conn;
+    let mut slots = header_slots();
+    let Some(head) = request::parse(buf.data(), &mut slots)? else {
+        return Ok(None);
+    };
+    let plan = plan_head(&head, gateway, peer, *addr, out)?;
+    let len = head.len;
+    buf.consume(len);
+    Ok(Some(plan))
+}
+
+fn plan_head(
+    head: &RequestHead<'_, '_>,
+    gateway: &Gateway,
+    peer: &Peer,
+    addr: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Result<Plan, HeadError> {
+    let framing = head.framing()?;
+    let path = head
+        .path_and_query()
+        .ok_or(HeadError::Invalid("unsupported request target"))?;
+    // CORS preflights (every OPTIONS, as tower-http sees them) are answered
+    // by the layer around the gateway's own router.
+    let preflight = gateway.cors.is_some() && head.method == "OPTIONS";
+    if proxy::is_forwarded(path) && !preflight {
+        Ok(Plan::Forward(proxy::plan(
+            head, path, framing, peer, gateway, out,
+        )))
+    } else {
+        local::plan(head, framing, addr).map(Plan::Local)
+    }
+}
+
+/// What an answer's `Connection` field says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// The connection stays open (HTTP/1.0 clients are told so).
+    KeepAlive { http10: bool },
+    /// This is the last answer on the connection.
+    Close,
+}
+
+impl Persistence {
+    /// Open after this answer only if the client wants it and the gateway
+    /// is not draining.
+    pub fn decide(
+        client_keep_alive: bool,
+        version: crate::h1::Version,
+        draining: bool,
+    ) -> Persistence {
+        if client_keep_alive && !draining {
+            Persistence::KeepAlive {
+                http10: version == crate::h1::Version::Http10,
+            }
+        } else {
+            Persistence::Close
+        }
+    }
+
+    pub fn keeps_open(self) -> bool {
+        self != Persistence::Close
+    }
+
+    /// Appends the `Connection` field this needs, if any.
+    pub fn write_field(self, out: &mut Vec<u8>) {
+        match self {
+            Persistence::Close => out.extend_from_slice(b"connection: close\r\n"),
+            Persistence::KeepAlive { http10: true } => {
+                out.extend_from_slice(b"connection: keep-alive\r\n");
+            }
+            Persistence::KeepAlive { http10: false } => {}
+        }
+    }
+}
+
+/// Answers a head that could not be read as a request, and closes.
+async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: HeadError) {
+    let status = match refused {
+        HeadError::Invalid(_) => StatusCode::BAD_REQUEST,
+        HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        HeadError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
+    };
+    tracing::debug!(peer = %conn.addr, reason = refused.reason(), "refusing a malformed request");
+    let error = ApiError::new(status, "bad_request", refused.reason());
+    let request_id = RequestId::keep_or_generate(None);
+    conn.out.clear();
+    write_error(
+        &mut conn.out,
+        &error,
+        &request_id,
+        gateway.cors.as_ref(),
+        None,
+        Persistence::Close,
+    );
+    let _ = super::relay::flush(&mut conn.stream, &mut conn.out).await;
+}
+
+/// Writes a JSON error answer (the one error shape, with the request id)
+/// into `out`.
+pub fn write_error(
+    out: &mut Vec<u8>,
+    error: &ApiError,
+    request_id: &RequestId,
+    cors: Option<&Cors>,
+    origin: Option<&[u8]>,
+    persistence: Persistence,
+) {
+    let body = error.body(Some(request_id.as_str()));
+    write_status_line(out, error.status.as_u16());
+    out.extend_from_slice(b"content-type: application/json\r\n");
+    if let Some(seconds) = error.retry_after {
+        out.extend_from_slice(b"retry-after: ");
+        out.extend_from_slice(itoa::Buffer::new().format(seconds).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    date::write_field(out);
+    write_common_fields(out, request_id, cors, origin, persistence);
+    super::headers::write_framing(out, crate::h1::Framing::Length(body.len() as u64));
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// `HTTP/1.1 <status> <reason>\r\n`.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fields every answer the gateway writes gets: the request id, CORS
+/// (when configured), and what `Connection` says.
+pub fn write_common_fields(
+    out: &mut Vec<u8>,
+    request_id: &RequestId,
+    cors: Option<&Cors>,
+    origin: Option<&[u8]>,
+    persistence: Persistence,
+) {
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id.0.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(cors) = cors {
+        cors.write_fields(out, origin);
+    }
+    persistence.write_field(out);
+}

@@ -1,0 +1,503 @@
+//! jessy-api on the wire: what only raw bytes show. The gateway speaks
+//! HTTP/1.1 itself on its forwarding path, so its framing, keep-alive and
+//! refusals are tested here byte for byte: pipelining, HTTP/1.0, `Expect:
+//! 100-continue`, chunked bodies both ways, HEAD, the smuggling-shaped
+//! heads it refuses, `Connection: close`, the retry rule for pooled
+//! connections the core closed, and the drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{spawn_gateway, spawn_gateway_with, spawn_stub, wait_for_status};
+
+/// A stub core: echoes what reached it, streams a chunked body, and answers
+/// slowly on request.
+fn stub_core() -> Router {
+    async fn echo(
+        method: axum::http::Method,
+        headers: HeaderMap,
+        uri: axum::http::Uri,
+        body: Bytes,
+    ) -> axum::Json<Value> {
+        let host = headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        axum::Json(json!({
+            "method": method.as_str(),
+            "uri": uri.to_string(),
+            "host": host,
+            "body": String::from_utf8_lossy(&body),
+            "transfer_encoding": headers.get("transfer-encoding").is_some(),
+            "expect": headers.get("expect").is_some(),
+        }))
+    }
+    Router::new()
+        .route("/api/v1/echo", any(echo))
+        .route(
+            "/api/v1/stream",
+            get(|| async {
+                let pieces =
+                    ["alpha ", "beta ", "gamma"].map(|p| Ok::<_, std::io::Error>(Bytes::from(p)));
+                Body::from_stream(futures::stream::iter(pieces))
+            }),
+        )
+        .route(
+            "/api/v1/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "finally"
+            }),
+        )
+}
+
+/// An answer as read off the socket.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Field names in lowercase.
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("JSON body: {self:?}"))
+    }
+}
+
+/// A client that writes raw bytes and reads answers one by one.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(addr: std::net::SocketAddr) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// The next answer to a request with `method` (HEAD answers have no body).
+    async fn answer_to(&mut self, method: &str) -> Answer {
+        let (status, fields, head_len) = loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut res = httparse::Response::new(&mut slots);
+            if let httparse::Status::Complete(len) = res.parse(&self.buf).unwrap() {
+                let fields = res
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                break (res.code.unwrap(), fields, len);
+            }
+            assert!(self.fill().await, "closed before a complete head");
+        };
+        self.buf.drain(..head_len);
+        let mut answer = Answer {
+            status,
+            fields,
+            body: Vec::new(),
+        };
+        if method == "HEAD" || status == 100 || status == 204 || status == 304 {
+            return answer;
+        }
+        if let Some(length) = answer.field("content-length") {
+            let length: usize = length.parse().unwrap();
+            while self.buf.len() < length {
+                assert!(self.fill().await, "closed inside the body");
+            }
+            answer.body = self.buf.drain(..length).collect();
+        } else if answer.field("transfer-encoding") == Some("chunked") {
+            answer.body = self.dechunk().await;
+        } else {
+            while self.fill().await {}
+            answer.body = std::mem::take(&mut self.buf);
+        }
+        answer
+    }
+
+    async fn answer(&mut self) -> Answer {
+        self.answer_to("GET").await
+    }
+
+    /// A chunked body, decoded independently of the gateway's own decoder.
+    async fn dechunk(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                assert!(self.fill().await, "closed inside a chunk line");
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
+                    .unwrap();
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().await, "closed inside a chunk");
+            }
+            body.extend(self.buf.drain(..size));
+            assert_eq!(self.buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
+            if size == 0 {
+                return body;
+            }
+        }
+    }
+
+    /// Whether the gateway closes the connection (reads nothing more).
+    async fn is_closed_by_peer(&mut self) -> bool {
+        !self.fill().await && self.buf.is_empty()
+    }
+}
+
+async fn gateway_on_stub() -> (crate::helpers::Running, tokio::task::JoinHandle<()>) {
+    let (addr, stub) = spawn_stub(stub_core()).await;
+    (spawn_gateway(&format!("http://{addr}")).await, stub)
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(
+        b"GET /api/v1/echo?n=1 HTTP/1.1\r\nHost: gw\r\nX-Request-Id: one\r\n\r\n\
+          POST /api/v1/echo?n=2 HTTP/1.1\r\nHost: gw\r\nX-Request-Id: two\r\nContent-Length: 5\r\n\r\nhello\
+          GET /api/health HTTP/1.1\r\nHost: gw\r\nX-Request-Id: three\r\n\r\n",
+    )
+    .await;
+    let first = raw.answer().await;
+    assert_eq!(
+        (first.status, first.field("x-request-id")),
+        (200, Some("one"))
+    );
+    assert_eq!(first.json()["uri"], "/api/v1/echo?n=1");
+    let second = raw.answer().await;
+    assert_eq!(second.field("x-request-id"), Some("two"));
+    assert_eq!(second.json()["body"], "hello");
+    let third = raw.answer().await;
+    assert_eq!(third.field("x-request-id"), Some("three"));
+    assert_eq!(third.json()["service"], "jessy-api");
+    assert!(third.field("connection").is_none(), "still open");
+}
+
+#[tokio::test]
+async fn http_1_0_clients_get_keep_alive_only_when_they_ask() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"GET /api/v1/echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    let kept = raw.answer().await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.field("connection"), Some("keep-alive"));
+    raw.send(b"GET /api/v1/echo HTTP/1.0\r\n\r\n").await;
+    let last = raw.answer().await;
+    assert_eq!(last.status, 200);
+    assert_eq!(last.field("connection"), Some("close"));
+    assert!(raw.is_closed_by_peer().await);
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .await;
+    let interim = raw.answer().await;
+    assert_eq!(interim.status, 100);
+    raw.send(b"body").await;
+    let done = raw.answer().await;
+    assert_eq!(done.status, 200);
+    let seen = done.json();
+    assert_eq!(seen["body"], "body");
+    assert_eq!(
+        seen["expect"], false,
+        "the gateway answered the expectation itself"
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_relayed_both_ways() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(
+        b"POST /api/v1/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n",
+    )
+    .await;
+    let echoed = raw.answer().await;
+    assert_eq!(echoed.status, 200);
+    assert_eq!(echoed.json()["body"], "abcdefg");
+    assert_eq!(
+        echoed.json()["transfer_encoding"],
+        true,
+        "streamed to the core as chunks"
+    );
+
+    raw.send(b"GET /api/v1/stream HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    let streamed = raw.answer().await;
+    assert_eq!(streamed.field("transfer-encoding"), Some("chunked"));
+    assert_eq!(streamed.body, b"alpha beta gamma");
+
+    // An HTTP/1.0 client cannot read chunks: the body comes raw, then close.
+    let mut old = Raw::connect(gw.addr).await;
+    old.send(b"GET /api/v1/stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    let raw_body = old.answer().await;
+    assert!(raw_body.field("transfer-encoding").is_none());
+    assert_eq!(raw_body.field("connection"), Some("close"));
+    assert_eq!(raw_body.body, b"alpha beta gamma");
+}
+
+#[tokio::test]
+async fn head_answers_keep_the_length_and_carry_no_body() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"HEAD /api/v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    let head = raw.answer_to("HEAD").await;
+    assert_eq!(head.status, 200);
+    let length: usize = head.field("content-length").unwrap().parse().unwrap();
+    assert!(length > 0);
+    // Nothing follows the head: the next answer on the connection parses.
+    raw.send(b"GET /api/v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    assert_eq!(raw.answer().await.json()["method"], "GET");
+}
+
+#[tokio::test]
+async fn ambiguous_or_oversized_heads_are_refused_and_the_connection_closed() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let big = format!(
+        "GET /api/v1/echo HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let cases: [(&[u8], u16); 6] = [
+        (
+            b"POST /api/v1/echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"POST /api/v1/echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST /api/v1/echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"GET /api/v1/echo HTTP/1.1\r\nX-Fold: a\r\n b\r\n\r\n", 400),
+        (b"GET /api/v1/echo HTTP/2.0\r\n\r\n", 400),
+        (big.as_bytes(), 431),
+    ];
+    for (request, status) in cases {
+        let mut raw = Raw::connect(gw.addr).await;
+        raw.send(request).await;
+        let refused = raw.answer().await;
+        let shown = String::from_utf8_lossy(&request[..request.len().min(60)]);
+        assert_eq!(refused.status, status, "{shown}");
+        assert_eq!(refused.field("connection"), Some("close"), "{shown}");
+        assert_eq!(refused.json()["error"]["code"], "bad_request", "{shown}");
+        assert!(raw.is_closed_by_peer().await, "{shown}");
+    }
+    // A broken chunk after a good head: 400, and nothing half-sent is answered by the core.
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        .await;
+    let refused = raw.answer().await;
+    assert_eq!(refused.status, 400);
+    assert!(raw.is_closed_by_peer().await);
+}
+
+#[tokio::test]
+async fn connection_close_and_absolute_targets_are_honoured() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"GET http://evil.example/api/v1/echo?x=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.field("connection"), Some("close"));
+    let seen = answer.json();
+    assert_eq!(
+        seen["uri"], "/api/v1/echo?x=1",
+        "only the path goes to the core"
+    );
+    assert_ne!(seen["host"], "evil.example", "the core's own Host");
+    assert!(raw.is_closed_by_peer().await);
+}
+
+#[tokio::test]
+async fn an_idle_connection_lives_for_the_header_timeout_counted_from_its_last_answer() {
+    let (addr, _stub) = spawn_stub(stub_core()).await;
+    let timeout = Duration::from_millis(400);
+    let gw = spawn_gateway_with(&format!("http://{addr}"), |c| {
+        c.common.header_read_timeout = timeout;
+    })
+    .await;
+    let mut raw = Raw::connect(gw.addr).await;
+    // Three requests 0.6 timeouts apart: 1.2 timeouts in all, on one connection.
+    for round in 0..3 {
+        if round > 0 {
+            tokio::time::sleep(timeout * 6 / 10).await;
+        }
+        raw.send(b"GET /api/v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await;
+        assert_eq!(raw.answer().await.status, 200, "request {round}");
+    }
+    // Then silence: the gateway closes it.
+    let started = std::time::Instant::now();
+    assert!(raw.is_closed_by_peer().await);
+    assert!(
+        started.elapsed() >= timeout / 2,
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A core whose connections each answer one `/api/v1/x` request and, on a
+/// second one, close without answering: its idle timeout firing just as
+/// the gateway reuses the connection. Anything else (the gateway's
+/// readiness probe) is answered. Counts the `/api/v1/x` requests it read.
+async fn core_closing_reused_connections() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut seen_here = 0;
+                loop {
+                    // One request: a head and its Content-Length body.
+                    let end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + length);
+                    if head.contains(" /api/v1/x ") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        seen_here += 1;
+                        if seen_here > 1 {
+                            return;
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn a_bodiless_get_is_retried_on_a_fresh_connection_but_a_post_is_never_sent_twice() {
+    let (core, requests) = core_closing_reused_connections().await;
+    let gw = spawn_gateway_with(&format!("http://{core}"), |c| {
+        // One probe at start (awaited below), then none to share the pool.
+        c.upstream_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    assert!(wait_for_status(&gw.url("/api/ready"), 200, Duration::from_secs(5)).await);
+    let mut raw = Raw::connect(gw.addr).await;
+    for round in 1..=2 {
+        raw.send(b"GET /api/v1/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await;
+        assert_eq!(raw.answer().await.status, 200, "GET {round}");
+    }
+    // The second GET reached the core twice: once unanswered on the reused
+    // connection, once on a fresh one.
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        raw.send(b"POST /api/v1/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
+            .await;
+        statuses.push(raw.answer().await.status);
+    }
+    // The first POST went out on the reused connection, which the core
+    // dropped after reading it: 502, not resent. The second got a fresh one.
+    assert_eq!(statuses, [502, 200]);
+    assert_eq!(requests.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn the_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer() {
+    let (addr, _stub) = spawn_stub(stub_core()).await;
+    let mut gw = spawn_gateway(&format!("http://{addr}")).await;
+    let mut idle = Raw::connect(gw.addr).await;
+    idle.send(b"GET /api/v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    assert_eq!(idle.answer().await.status, 200);
+    let mut busy = Raw::connect(gw.addr).await;
+    busy.send(b"GET /api/v1/slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    gw.begin_shutdown();
+    assert!(
+        idle.is_closed_by_peer().await,
+        "an idle connection is closed"
+    );
+    let last = busy.answer().await;
+    assert_eq!(last.status, 200);
+    assert_eq!(last.body, b"finally");
+    assert_eq!(last.field("connection"), Some("close"));
+    assert!(busy.is_closed_by_peer().await);
+    assert_eq!(gw.join().await, jessy::server::Drain::Complete);
+}

@@ -44,8 +44,9 @@ pub struct Connection {
 /// The connection's deadlines, made once and moved forward per request
 /// (moving a registered timer later costs an atomic store, not a lock).
 pub struct Deadlines {
-    /// For the next request head.
-    head: Pin<Box<Sleep>>,
+    /// For the next request head (and the body of a request the gateway
+    /// answers itself).
+    pub head: Pin<Box<Sleep>>,
     /// For the core's response head ([`super::proxy`]).
     pub upstream: Pin<Box<Sleep>>,
 }
@@ -84,7 +85,10 @@ pub async fn serve(
     loop {
         let plan = match next_request(&mut conn, &gateway, &mut deadlines, &mut drain).await {
             Some(Ok(plan)) => plan,
-            Some(Err(refused)) => return refuse_malformed(&mut conn, &gateway, refused).await,
+            Some(Err(refused)) => {
+                refuse_malformed(&mut conn, &gateway, refused).await;
+                break;
+            }
             None => return,
         };
         let keep_open = match plan {
@@ -98,12 +102,41 @@ pub async fn serve(
                 )
                 .await
             }
-            Plan::Local(local) => local::answer(&mut conn, &gateway, local, drain.draining()).await,
+            Plan::Local(local) => {
+                local::answer(&mut conn, &gateway, local, &mut deadlines, drain.draining()).await
+            }
         };
         if !keep_open {
-            return;
+            break;
         }
     }
+    close_after_last_answer(conn.stream).await;
+}
+
+/// Closes after a last answer without losing it: closing with unread bytes
+/// (a body the gateway refused to read, a pipelined request) makes the
+/// kernel reset the connection, and a reset can discard the answer before
+/// the client reads it. So the gateway's side is shut first and what the
+/// client still sends is read and dropped, for a bounded time, until it
+/// closes too (nginx's lingering close).
+async fn close_after_last_answer(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+    const LINGER_BYTES: usize = 1 << 20;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drained = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while let Ok(n @ 1..) = stream.read(&mut sink).await {
+            total += n;
+            if total >= LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drained).await;
 }
 
 /// Waits for the next complete request head and plans its answer; `None`
@@ -234,13 +267,18 @@ impl Persistence {
 
 /// Answers a head that could not be read as a request, and closes.
 async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: HeadError) {
-    let status = match refused {
-        HeadError::Invalid(_) => StatusCode::BAD_REQUEST,
-        HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        HeadError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
+    let (status, code) = match refused {
+        HeadError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        HeadError::TooLarge => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+        ),
+        HeadError::UnsupportedCoding => {
+            (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding")
+        }
     };
     tracing::debug!(peer = %conn.addr, reason = refused.reason(), "refusing a malformed request");
-    let error = ApiError::new(status, "bad_request", refused.reason());
+    let error = ApiError::new(status, code, refused.reason());
     let request_id = RequestId::keep_or_generate(None);
     conn.out.clear();
     write_error(

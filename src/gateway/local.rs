@@ -14,7 +14,7 @@ use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use tower::ServiceExt;
 
 use super::Gateway;
-use super::connection::{self, Connection, Persistence};
+use super::connection::{self, Connection, Deadlines, Persistence};
 use super::relay::{self, Encode, RelayError, Source};
 use crate::h1::request::RequestHead;
 use crate::h1::{Framing, HeadError, Version};
@@ -77,6 +77,7 @@ pub async fn answer(
     conn: &mut Connection,
     gateway: &Gateway,
     local: Local,
+    deadlines: &mut Deadlines,
     drain: &Draining,
 ) -> bool {
     let Local {
@@ -92,7 +93,16 @@ pub async fn answer(
         framing,
     };
     let limit = gateway.admission.body_limit.0 as u64;
-    match relay::body(source, &mut body, &mut Vec::new(), Encode::Raw, limit).await {
+    // The endpoints read no body: it only has to arrive, as a head must.
+    let deadline = tokio::time::Instant::now() + gateway.header_read_timeout;
+    deadlines.head.as_mut().reset(deadline);
+    let mut staged = Vec::new();
+    let read = tokio::select! {
+        biased;
+        read = relay::body(source, &mut body, &mut staged, Encode::Raw, limit) => read,
+        () = deadlines.head.as_mut() => return false,
+    };
+    match read {
         Ok(_) => {}
         Err(RelayError::TooLarge) => {
             let request_id = RequestId::keep_or_generate(

@@ -171,10 +171,11 @@ impl Upstream {
         state
     }
 
-    /// `GET /ready` on a pooled connection: the status (the body is read
-    /// and dropped, so the connection can be kept).
+    /// `GET /ready` on a new connection (the probe also asks whether the
+    /// core can be connected to at all): the status. The body is read and
+    /// dropped, so the connection can join the pool.
     async fn ask_ready(&self) -> Result<u16, ExchangeError> {
-        let mut conn = self.pool.checkout().await?;
+        let mut conn = self.pool.connect().await?;
         let request = format!(
             "GET /ready HTTP/1.1\r\nhost: {}\r\nuser-agent: jessy-api-probe\r\n\r\n",
             self.authority()

@@ -101,6 +101,7 @@ impl Workers {
 impl Worker {
     fn start(index: usize) -> std::io::Result<Worker> {
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .on_thread_park(crate::telemetry::flush_thread_logs)
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     // Single-threaded: it accepts and serves a share of the connections; the
     // server starts one more such runtime per further CPU (`workers`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
+        .on_thread_park(telemetry::flush_thread_logs)
         .enable_all()
         .build()
     {
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let exit = runtime.block_on(async {
         let shutdown = match shutdown::signal() {
             Ok(signal) => signal,
             Err(err) => {
@@ -51,5 +52,7 @@ fn main() -> ExitCode {
         );
         app.run(shutdown).await;
         ExitCode::SUCCESS
-    })
+    });
+    telemetry::flush_logs_before_exit();
+    exit
 }

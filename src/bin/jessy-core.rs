@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     // in jessy-api, cost /health 15-20 % and doubled its p99 here).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.config.common.worker_count().get())
+        .on_thread_park(telemetry::flush_thread_logs)
         .enable_all()
         .build()
     {
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let exit = runtime.block_on(async {
         let shutdown = match shutdown::signal() {
             Ok(signal) => signal,
             Err(err) => {
@@ -48,5 +49,7 @@ fn main() -> ExitCode {
         tracing::info!(addr = %app.local_addr(), version = jessy::VERSION, "jessy-core listening");
         app.run(shutdown).await;
         ExitCode::SUCCESS
-    })
+    });
+    telemetry::flush_logs_before_exit();
+    exit
 }

@@ -1,6 +1,7 @@
 //! Logs and traces. Logs go to stdout through `tracing` (`RUST_LOG` filter,
-//! JSON or pretty). With the `otel` cargo feature and an OTLP endpoint,
-//! spans are also exported as traces, and the W3C `traceparent` header is
+//! JSON or pretty), in batches per runtime thread ([`flush_thread_logs`]).
+//! With the `otel` cargo feature and an OTLP endpoint, spans are also
+//! exported as traces, and the W3C `traceparent` header is
 //! continued on the way in and injected on the way out (gateway → core), so
 //! one request through the gateway is one trace across both services.
 //! Without the feature, `traceparent` still passes through the gateway
@@ -15,6 +16,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 use crate::config::LogFormat;
+
+mod batched_writer;
+mod json_format;
+
+use batched_writer::BatchedWriter;
+pub use batched_writer::{flush_logs_before_exit, flush_thread_logs};
+use json_format::JsonFormat;
 
 /// Keeps the trace exporter alive; flushes it when dropped (after the drain).
 #[must_use = "dropping the guard stops trace export"]
@@ -84,19 +92,22 @@ fn env_filter() -> EnvFilter {
 /// The log layer on a registry. Every layer carries its own filter, so a
 /// span no layer wants is disabled at its callsite and costs nothing.
 fn logs(format: LogFormat) -> impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync {
+    let stdout = BatchedWriter::new(std::io::stdout);
     let layer = match format {
         // JSON lines print neither the current span nor the span list, so
         // the JSON layer takes no spans at all: then the per-request span is
         // disabled (unless trace export wants it) instead of being built,
         // entered and closed for nothing on every request.
         LogFormat::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
+            .event_format(JsonFormat)
+            .with_writer(stdout)
             .with_filter(env_filter().and(EventsOnly))
             .boxed(),
-        LogFormat::Pretty => fmt::layer().compact().with_filter(env_filter()).boxed(),
+        LogFormat::Pretty => fmt::layer()
+            .compact()
+            .with_writer(stdout)
+            .with_filter(env_filter())
+            .boxed(),
     };
     tracing_subscriber::registry().with(layer)
 }
@@ -205,7 +216,40 @@ mod otel {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
     use super::*;
+
+    /// Collects what a log layer writes.
+    #[derive(Clone, Default)]
+    pub(super) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(super) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl MakeWriter<'_> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&self) -> Captured {
+            self.clone()
+        }
+    }
 
     #[test]
     fn json_logs_take_events_but_no_spans() {

@@ -1,5 +1,6 @@
 //! `POST /api/v1/query`: validate the request, navigate, answer.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -41,7 +42,8 @@ pub struct ValidQuery {
     pub session_id: String,
 }
 
-/// Checks the request; a missing session id gets a new UUID.
+/// Checks the request; a missing session id gets a new UUID (from the
+/// request-id generator: unique, not secret, and no syscall per request).
 pub fn validate(req: QueryRequest) -> Result<ValidQuery, ApiError> {
     if req.query.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -57,7 +59,10 @@ pub fn validate(req: QueryRequest) -> Result<ValidQuery, ApiError> {
         ));
     }
     let session_id = match req.session_id {
-        None => uuid::Uuid::new_v4().to_string(),
+        None => crate::http::request_id::generate()
+            .to_str()
+            .unwrap_or_default()
+            .to_owned(),
         Some(id)
             if !id.is_empty()
                 && id.len() <= MAX_SESSION_ID_LEN
@@ -92,21 +97,26 @@ pub fn answer(nav: &Navigation) -> String {
             nav.dominant_frequency_hz
         );
     }
-    let path: Vec<String> = nav
-        .dimensions
-        .iter()
-        .map(|d| format!("{}-{}", d.id, d.name))
-        .collect();
-    let mut text = format!(
-        "Navigated through {} at a dominant frequency of {} Hz.",
-        path.join(", "),
+    // One buffer, written in place: this runs for every query.
+    let mut text = String::with_capacity(160);
+    text.push_str("Navigated through ");
+    for (i, d) in nav.dimensions.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{}-{}", d.id, d.name);
+    }
+    let _ = write!(
+        text,
+        " at a dominant frequency of {} Hz.",
         nav.dominant_frequency_hz
     );
     if nav.return_to_source {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             " {} dimensions were activated, so the navigation returned to source and kept the top 3.",
             nav.activated_count
-        ));
+        );
     }
     if nav.balance_applied {
         text.push_str(

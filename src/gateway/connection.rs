@@ -212,9 +212,10 @@ fn plan_head(
         .path_and_query()
         .ok_or(HeadError::Invalid("unsupported request target"))?;
     // CORS preflights (every OPTIONS, as tower-http sees them) are answered
-    // by the layer around the gateway's own router.
+    // by the layer around the gateway's own router; so is CONNECT (a tunnel
+    // the gateway does not open: its router has no such route).
     let preflight = gateway.cors.is_some() && head.method == "OPTIONS";
-    if proxy::is_forwarded(path) && !preflight {
+    if proxy::is_forwarded(path) && !preflight && head.method != "CONNECT" {
         Ok(Plan::Forward(proxy::plan(
             head, path, framing, peer, gateway, out,
         )))

@@ -356,6 +356,17 @@ async fn ambiguous_or_oversized_heads_are_refused_and_the_connection_closed() {
 }
 
 #[tokio::test]
+async fn connect_is_never_forwarded() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"CONNECT /api/v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["error"]["code"], "not_found");
+}
+
+#[tokio::test]
 async fn connection_close_and_absolute_targets_are_honoured() {
     let (gw, _stub) = gateway_on_stub().await;
     let mut raw = Raw::connect(gw.addr).await;

@@ -58,15 +58,21 @@
 //!
 //! The engine never panics, whatever the `&str`: empty text, emoji,
 //! combining marks, right-to-left scripts, NUL bytes, very long input. Work
-//! is linear in the length of the query (one lowercase pass, one split, one
-//! hash lookup per token; a bit test, not a second lookup, drops a repeated
-//! table word).
+//! is linear in the length of the query: one lowercase pass, one split, one
+//! hash lookup per token (keyed by the token's bytes packed in a `u128` when
+//! there are at most 16, which covers every word of `dimensions.json`), and
+//! a bit test, not a second lookup, to drop a repeated table word. An ASCII
+//! query, the common case, is lowercased and split by the ASCII rules, which
+//! give the same tokens, and its token boundaries are read from a bitmap of
+//! its letters and digits built 8 bytes at a time instead of decoding
+//! characters.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -191,7 +197,7 @@ pub struct Navigator {
     /// Every word of the tables (stopwords, keywords, urgency words) → what
     /// it means. Only ever looked up, never iterated, so its order cannot
     /// leak out.
-    words: WordMap<Word>,
+    words: WordIndex,
     /// Table words that are not stopwords (the range of [`Word::Meaningful`]).
     meaningful_count: usize,
     stopwords: WordSet,
@@ -311,14 +317,17 @@ impl Navigator {
         let mut meaningful: Vec<&String> = index.keys().chain(&urgency_words).collect();
         meaningful.sort_unstable();
         meaningful.dedup();
-        let mut words: WordMap<Word> = stopwords.iter().map(|w| (w.clone(), Word::Stop)).collect();
+        let mut words = WordIndex::default();
+        for word in &stopwords {
+            words.insert(word, Word::Stop);
+        }
         for (id, word) in meaningful.iter().enumerate() {
             let meaning = Word::Meaningful {
                 id,
                 dimensions: index.get(*word).copied().unwrap_or(0),
                 urgent: urgency_words.contains(*word),
             };
-            words.insert((*word).clone(), meaning);
+            words.insert(word, meaning);
         }
 
         Ok(Navigator {
@@ -356,56 +365,56 @@ impl Navigator {
     /// [`extract_keywords`] (a test compares them), with one hash lookup per
     /// token instead of two.
     fn scan(&self, query: &str) -> Scan {
-        let lowered = query.to_lowercase();
-        let mut scan = Scan {
-            keywords: Vec::new(),
-            scores: [0; DIMENSION_COUNT],
-            urgency_words: 0,
-        };
-        let mut seen_meaningful = vec![0u64; self.meaningful_count.div_ceil(64)];
-        let mut seen_other: HashSet<&str, Hasher> = HashSet::default();
-        for token in tokens(&lowered) {
-            match self.words.get(token) {
-                Some(Word::Stop) => {}
-                Some(&Word::Meaningful {
-                    id,
-                    dimensions,
-                    urgent,
-                }) => {
-                    let (slot, bit) = (id / 64, 1u64 << (id % 64));
-                    if seen_meaningful[slot] & bit != 0 {
-                        continue;
-                    }
-                    seen_meaningful[slot] |= bit;
-                    scan.keywords.push(token.to_owned());
-                    for (d, score) in scan.scores.iter_mut().enumerate() {
-                        if dimensions & (1 << d) != 0 {
-                            *score = score.saturating_add(1);
-                        }
-                    }
-                    if urgent {
-                        scan.urgency_words = scan.urgency_words.saturating_add(1);
-                    }
-                }
-                None => {
-                    if seen_other.insert(token) {
-                        scan.keywords.push(token.to_owned());
-                    }
-                }
-            }
+        if query.is_ascii() {
+            self.scan_ascii(query)
+        } else {
+            self.scan_unicode(query)
         }
-        scan
+    }
+
+    /// [`Navigator::scan`] for any query.
+    fn scan_unicode(&self, query: &str) -> Scan {
+        let lowered = query.to_lowercase();
+        let mut scanner = Scanner::new(self);
+        for token in tokens(&lowered) {
+            scanner.add(Token::new(token));
+        }
+        scanner.scan
+    }
+
+    /// [`Navigator::scan`] for an ASCII query, the common case. There,
+    /// Unicode lowercasing is ASCII lowercasing and the alphanumeric
+    /// characters are the ASCII letters and digits: the tokens are the same
+    /// (a test compares the two paths), found without decoding characters.
+    fn scan_ascii(&self, query: &str) -> Scan {
+        // Spaces after the text, so that every token start has 16 bytes from
+        // it, which `pack_at` reads at once. Spaces add no token.
+        const PADDING: &str = "               ";
+        let mut lowered = String::with_capacity(query.len() + PADDING.len());
+        lowered.push_str(query);
+        lowered.make_ascii_lowercase();
+        lowered.push_str(PADDING);
+        let mut scanner = Scanner::new(self);
+        for_each_run(&alphanumeric_bitmap(lowered.as_bytes()), |run| {
+            scanner.add(Token::at(&lowered, run));
+        });
+        scanner.scan
     }
 
     /// Navigates `query` by the rules in the module docs. Total: any `&str`
     /// gives a result.
     #[must_use]
     pub fn navigate(&self, query: &str) -> Navigation {
+        self.navigation(self.scan(query))
+    }
+
+    /// Rules 3 to 8, applied to the result of rules 1 and 2.
+    fn navigation(&self, scan: Scan) -> Navigation {
         let Scan {
             keywords,
             scores,
             urgency_words,
-        } = self.scan(query);
+        } = scan;
         let urgency_hz = f64::from(urgency_words) * self.urgency_boost_hz;
 
         let mut ranked: Vec<ActivatedDimension> = scores
@@ -529,11 +538,268 @@ fn tokens(lowered: &str) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
+/// Bit `i % 64` of word `i / 64` is set when `bytes[i]` is a lowercase ASCII
+/// letter or digit; bits past the end are clear. `bytes` must be ASCII.
+/// Token boundaries are then found a word, not a byte, at a time.
+fn alphanumeric_bitmap(bytes: &[u8]) -> Vec<u64> {
+    let (blocks, tail) = bytes.as_chunks::<64>();
+    let mut last = [0; 64];
+    last[..tail.len()].copy_from_slice(tail);
+    blocks
+        .iter()
+        .chain([&last])
+        .map(|block| {
+            let (chunks, _) = block.as_chunks::<8>();
+            chunks.iter().rev().fold(0, |word, chunk| {
+                word << 8 | u64::from(alphanumeric_bits(*chunk))
+            })
+        })
+        .collect()
+}
+
+/// Bit `i` is set when `chunk[i]` is a lowercase ASCII letter or digit,
+/// computed for the 8 bytes at once. Every byte must be ASCII.
+fn alphanumeric_bits(chunk: [u8; 8]) -> u8 {
+    const fn splat(byte: u8) -> u64 {
+        u64::from_le_bytes([byte; 8])
+    }
+    let bytes = u64::from_le_bytes(chunk);
+    // For a byte b < 0x80, b + (0x80 - n) has its top bit set iff b >= n,
+    // and does not carry into the next byte.
+    let at_least = |n: u8| bytes + splat(0x80 - n);
+    let letters = at_least(b'a') & !at_least(b'z' + 1);
+    let digits = at_least(b'0') & !at_least(b'9' + 1);
+    let tops = (letters | digits) & splat(0x80);
+    // The multiply gathers the 8 top bits, in order, into the top byte.
+    let gathered = (tops >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+    gathered as u8
+}
+
+/// Calls `f` with each run of set bits of `bitmap`, in order.
+fn for_each_run(bitmap: &[u64], mut f: impl FnMut(Range<usize>)) {
+    // The top bit of the word before.
+    let mut carry = 0;
+    for (index, &word) in bitmap.iter().enumerate() {
+        let mut starts = word & !(word << 1 | carry);
+        carry = word >> 63;
+        while starts != 0 {
+            let bit = starts.trailing_zeros();
+            starts &= starts - 1;
+            let start = index * 64 + bit as usize;
+            let mut end = start + (word >> bit).trailing_ones() as usize;
+            // A run that reaches the end of its word goes on in the next.
+            if end.is_multiple_of(64) {
+                for &next in &bitmap[index + 1..] {
+                    end += next.trailing_ones() as usize;
+                    if next != u64::MAX {
+                        break;
+                    }
+                }
+            }
+            f(start..end);
+        }
+    }
+}
+
+/// A token of a lowercased query, `source[start..end]`, with its packed
+/// key. Most tokens are settled by the key alone, so the text is sliced out
+/// only when it is needed.
+#[derive(Clone, Copy)]
+struct Token<'q> {
+    source: &'q str,
+    start: usize,
+    end: usize,
+    /// `pack` of the token's bytes.
+    packed: Option<u128>,
+}
+
+impl<'q> Token<'q> {
+    /// The whole of `text`.
+    fn new(text: &'q str) -> Self {
+        Token {
+            source: text,
+            start: 0,
+            end: text.len(),
+            packed: pack(text.as_bytes()),
+        }
+    }
+
+    /// `source[run]`.
+    fn at(source: &'q str, run: Range<usize>) -> Self {
+        Token {
+            source,
+            start: run.start,
+            end: run.end,
+            packed: pack_at(source.as_bytes(), run),
+        }
+    }
+
+    fn text(&self) -> &'q str {
+        &self.source[self.start..self.end]
+    }
+}
+
+/// `bytes` packed in a `u128`, if there are at most 16. A token has no NUL
+/// byte, so the zero padding keeps tokens of different lengths apart.
+fn pack(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 16 {
+        return None;
+    }
+    // Built in registers, 8 bytes at a time: copying the bytes into a buffer
+    // read back as a `u128` made the Unicode path a third slower (the read
+    // waits for the copy's small stores).
+    let (low, high) = bytes.split_at(bytes.len().min(8));
+    let half = |part: &[u8]| {
+        part.iter()
+            .rev()
+            .fold(0, |half, &b| half << 8 | u64::from(b))
+    };
+    Some(u128::from(half(low)) | u128::from(half(high)) << 64)
+}
+
+/// `pack(&bytes[run])`, with one 16-byte load and a mask instead of a copy
+/// when `bytes` has 16 bytes from the start of `run`.
+fn pack_at(bytes: &[u8], run: Range<usize>) -> Option<u128> {
+    let mask = LOW_BYTES.get(run.end - run.start)?;
+    match bytes.get(run.start..).and_then(<[u8]>::first_chunk::<16>) {
+        Some(window) => Some(u128::from_le_bytes(*window) & mask),
+        None => pack(bytes.get(run)?),
+    }
+}
+
+/// `LOW_BYTES[n]` keeps the low `n` bytes of a little-endian `u128`.
+static LOW_BYTES: [u128; 17] = {
+    let mut masks = [0; 17];
+    let mut n = 1;
+    while n < masks.len() {
+        masks[n] = u128::MAX >> (8 * (16 - n));
+        n += 1;
+    }
+    masks
+};
+
+/// Every table word → what it means. A word of at most 16 bytes, nearly
+/// every word, is keyed by its packed bytes: hashing and comparing a `u128`
+/// is much cheaper than hashing a string and calling `memcmp`.
+#[derive(Clone, Default)]
+struct WordIndex {
+    packed: HashMap<u128, Word, Hasher>,
+    long: HashMap<Box<str>, Word, Hasher>,
+}
+
+impl WordIndex {
+    fn insert(&mut self, word: &str, meaning: Word) {
+        match pack(word.as_bytes()) {
+            Some(key) => self.packed.insert(key, meaning),
+            None => self.long.insert(word.into(), meaning),
+        };
+    }
+
+    fn get(&self, token: &Token<'_>) -> Option<Word> {
+        match token.packed {
+            Some(key) => self.packed.get(&key).copied(),
+            None => self.get_long(token.text()),
+        }
+    }
+
+    // Cold, so that `get`, run for every token, is small enough to inline.
+    #[cold]
+    fn get_long(&self, word: &str) -> Option<Word> {
+        self.long.get(word).copied()
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &Word> {
+        self.packed.values().chain(self.long.values())
+    }
+}
+
+/// A set of tokens, keyed like a [`WordIndex`].
+#[derive(Default)]
+struct TokenSet<'q> {
+    packed: HashSet<u128, Hasher>,
+    long: HashSet<&'q str, Hasher>,
+}
+
+impl<'q> TokenSet<'q> {
+    /// Adds `token`, whose `pack` is `packed`; true if it was not there yet.
+    fn insert(&mut self, packed: Option<u128>, token: &'q str) -> bool {
+        match packed {
+            Some(key) => self.packed.insert(key),
+            None => self.long.insert(token),
+        }
+    }
+}
+
 /// Rules 1 and 2 for one query (see [`Navigator::scan`]).
+#[derive(Default)]
 struct Scan {
     keywords: Vec<String>,
     scores: [u32; DIMENSION_COUNT],
     urgency_words: u32,
+}
+
+/// [`Navigator::scan`], fed the tokens of one query in order.
+struct Scanner<'n, 'q> {
+    navigator: &'n Navigator,
+    scan: Scan,
+    /// Bit `id` is set once meaningful word `id` has been counted.
+    seen_meaningful: Vec<u64>,
+    /// The keywords so far that are not table words.
+    seen_other: TokenSet<'q>,
+}
+
+impl<'n, 'q> Scanner<'n, 'q> {
+    fn new(navigator: &'n Navigator) -> Self {
+        Scanner {
+            navigator,
+            scan: Scan::default(),
+            seen_meaningful: vec![0; navigator.meaningful_count.div_ceil(64)],
+            seen_other: TokenSet::default(),
+        }
+    }
+
+    // Inlined into the scan loops: as a call, with the token passed through
+    // memory, it cost a fifth more instructions on a long ASCII query.
+    #[inline(always)]
+    fn add(&mut self, token: Token<'q>) {
+        match self.navigator.words.get(&token) {
+            Some(Word::Stop) => {}
+            Some(Word::Meaningful {
+                id,
+                dimensions,
+                urgent,
+            }) => {
+                let (slot, bit) = (id / 64, 1u64 << (id % 64));
+                if self.seen_meaningful[slot] & bit == 0 {
+                    self.seen_meaningful[slot] |= bit;
+                    self.score(token.text(), dimensions, urgent);
+                }
+            }
+            None => self.add_other(token.packed, token.text()),
+        }
+    }
+
+    /// A table word met for the first time: a keyword that scores.
+    fn score(&mut self, word: &str, dimensions: u16, urgent: bool) {
+        let scan = &mut self.scan;
+        scan.keywords.push(word.to_owned());
+        for (d, score) in scan.scores.iter_mut().enumerate() {
+            if dimensions & (1 << d) != 0 {
+                *score = score.saturating_add(1);
+            }
+        }
+        if urgent {
+            scan.urgency_words = scan.urgency_words.saturating_add(1);
+        }
+    }
+
+    /// A word outside the tables: a keyword the first time it is met.
+    fn add_other(&mut self, packed: Option<u128>, word: &'q str) {
+        if self.seen_other.insert(packed, word) {
+            self.scan.keywords.push(word.to_owned());
+        }
+    }
 }
 
 /// Validates one word list from the data and returns it as a set.
@@ -754,7 +1020,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    nav.words.get(w),
+                    nav.words.get(&Token::new(w)),
                     Some(Word::Meaningful { urgent: true, .. })
                 ),
                 "{w}"
@@ -1192,5 +1458,188 @@ mod tests {
             let err = load(&v).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    /// xorshift64 with a fixed seed: reproducible pseudo-random inputs
+    /// without a dependency.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A number in `0..n`.
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        /// `len` bytes picked from `bytes`, as a string.
+        fn string(&mut self, bytes: &[u8], len: usize) -> String {
+            (0..len).map(|_| char::from(*self.pick(bytes))).collect()
+        }
+    }
+
+    #[test]
+    fn ascii_path_matches_unicode_path() {
+        // Table words of every kind, from the data itself.
+        let raw: RawData = serde_json::from_str(EMBEDDED_DATA).unwrap();
+        let mut words = raw.stopwords;
+        words.extend(raw.urgency.words);
+        for dim in raw.dimensions {
+            words.extend(dim.keywords);
+        }
+        let alphanumeric: Vec<u8> = (b'0'..=b'9')
+            .chain(b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .collect();
+        let ascii: Vec<u8> = (0..0x80).collect();
+        // "" glues two parts into one token.
+        let separators: &[&str] = &[
+            " ", " ", "  ", ", ", ". ", "'", "-", "\n", "\t", "?!", "\0", "",
+        ];
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        for case in 0..3_000 {
+            // Every tenth query is long, so that tokens cross bitmap words.
+            let parts = rng.below(if case % 10 == 0 { 400 } else { 30 });
+            let mut query = String::new();
+            for _ in 0..parts {
+                let word = rng.pick(&words);
+                match rng.below(10) {
+                    0..=4 => query.push_str(word),
+                    5 => query.push_str(&word.to_ascii_uppercase()),
+                    // Mixed case.
+                    6 => query.extend(word.chars().map(|c| {
+                        if rng.below(2) == 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })),
+                    // Around the 16 bytes a packed key holds.
+                    7 => {
+                        let len = 1 + rng.below(20);
+                        query.push_str(&rng.string(&alphanumeric, len));
+                    }
+                    // Longer than a bitmap word.
+                    8 => {
+                        let len = 50 + rng.below(100);
+                        query.push_str(&rng.string(&alphanumeric, len));
+                    }
+                    _ => {
+                        let len = 1 + rng.below(4);
+                        query.push_str(&rng.string(&ascii, len));
+                    }
+                }
+                let separator = rng.pick(separators);
+                query.push_str(separator);
+            }
+            assert!(query.is_ascii());
+            let fast = nav().navigation(nav().scan_ascii(&query));
+            let general = nav().navigation(nav().scan_unicode(&query));
+            assert_eq!(fast, general, "{query:?}");
+            assert_eq!(nav().navigate(&query), general, "{query:?}");
+        }
+    }
+
+    #[test]
+    fn alphanumeric_bits_classify_every_ascii_byte() {
+        let expected = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        for x in 0..0x80 {
+            for y in 0..0x80 {
+                let chunk = [x, y, y, x, x, y, x, y];
+                let bits = alphanumeric_bits(chunk);
+                for (i, &b) in chunk.iter().enumerate() {
+                    assert_eq!(bits >> i & 1 == 1, expected(b), "{chunk:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alphanumeric_bitmap_covers_every_byte_and_no_more() {
+        let ascii: Vec<u8> = (0..0x80).collect();
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        for len in (0..200).chain([255, 256, 257, 1000]) {
+            let text = rng.string(&ascii, len).to_ascii_lowercase();
+            let bitmap = alphanumeric_bitmap(text.as_bytes());
+            assert!(bitmap.len() * 64 >= len);
+            for i in 0..bitmap.len() * 64 {
+                let expected = text
+                    .as_bytes()
+                    .get(i)
+                    .is_some_and(u8::is_ascii_alphanumeric);
+                assert_eq!(
+                    bitmap[i / 64] >> (i % 64) & 1 == 1,
+                    expected,
+                    "{text:?} {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn for_each_run_gives_the_runs_of_set_bits() {
+        fn naive(bitmap: &[u64]) -> Vec<Range<usize>> {
+            let bits = bitmap.len() * 64;
+            let set = |i: usize| i < bits && bitmap[i / 64] >> (i % 64) & 1 == 1;
+            let mut runs = Vec::new();
+            let mut start = None;
+            for i in 0..=bits {
+                match (set(i), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        runs.push(s..i);
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            runs
+        }
+        let patterns = [
+            0,
+            u64::MAX,
+            1,
+            1 << 63,
+            0x5555_5555_5555_5555,
+            u64::MAX << 1,
+        ];
+        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        for _ in 0..5_000 {
+            let words = rng.below(6);
+            let bitmap: Vec<u64> = (0..words)
+                .map(|_| match rng.below(3) {
+                    0 => *rng.pick(&patterns),
+                    1 => rng.next(),
+                    _ => rng.next() | rng.next() | rng.next(),
+                })
+                .collect();
+            let mut runs = Vec::new();
+            for_each_run(&bitmap, |run| runs.push(run));
+            assert_eq!(runs, naive(&bitmap), "{bitmap:x?}");
+        }
+    }
+
+    #[test]
+    fn pack_at_is_pack_of_the_run() {
+        let bytes = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for start in 0..bytes.len() {
+            // Up to 17 bytes, near the end too, where no 16-byte load fits.
+            for end in start + 1..=bytes.len().min(start + 17) {
+                let expected = pack(&bytes[start..end]);
+                assert_eq!(expected.is_some(), end - start <= 16);
+                assert_eq!(pack_at(bytes, start..end), expected, "{start}..{end}");
+            }
+        }
+        // Tokens have no NUL, so the padding cannot make two of them equal.
+        assert_ne!(pack(b"ab"), pack(b"abc"));
     }
 }

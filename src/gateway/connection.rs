@@ -16,12 +16,12 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::Gateway;
-use super::cors::Cors;
+use super::answer::{self, Persistence};
 use super::headers::Peer;
 use super::{local, proxy};
+use crate::h1::HeadError;
 use crate::h1::buffer::ReadBuf;
 use crate::h1::request::{self, RequestHead, header_slots};
-use crate::h1::{HeadError, date};
 use crate::http::error::ApiError;
 use crate::http::request_id::RequestId;
 use crate::server::DrainWatch;
@@ -224,48 +224,6 @@ fn plan_head(
     }
 }
 
-/// What an answer's `Connection` field says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Persistence {
-    /// The connection stays open (HTTP/1.0 clients are told so).
-    KeepAlive { http10: bool },
-    /// This is the last answer on the connection.
-    Close,
-}
-
-impl Persistence {
-    /// Open after this answer only if the client wants it and the gateway
-    /// is not draining.
-    pub fn decide(
-        client_keep_alive: bool,
-        version: crate::h1::Version,
-        draining: bool,
-    ) -> Persistence {
-        if client_keep_alive && !draining {
-            Persistence::KeepAlive {
-                http10: version == crate::h1::Version::Http10,
-            }
-        } else {
-            Persistence::Close
-        }
-    }
-
-    pub fn keeps_open(self) -> bool {
-        self != Persistence::Close
-    }
-
-    /// Appends the `Connection` field this needs, if any.
-    pub fn write_field(self, out: &mut Vec<u8>) {
-        match self {
-            Persistence::Close => out.extend_from_slice(b"connection: close\r\n"),
-            Persistence::KeepAlive { http10: true } => {
-                out.extend_from_slice(b"connection: keep-alive\r\n");
-            }
-            Persistence::KeepAlive { http10: false } => {}
-        }
-    }
-}
-
 /// Answers a head that could not be read as a request, and closes.
 async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: HeadError) {
     let (status, code) = match refused {
@@ -282,7 +240,7 @@ async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: Hea
     let error = ApiError::new(status, code, refused.reason());
     let request_id = RequestId::keep_or_generate(None);
     conn.out.clear();
-    write_error(
+    answer::write_error(
         &mut conn.out,
         &error,
         &request_id,
@@ -291,60 +249,4 @@ async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: Hea
         Persistence::Close,
     );
     let _ = super::relay::flush(&mut conn.stream, &mut conn.out).await;
-}
-
-/// Writes a JSON error answer (the one error shape, with the request id)
-/// into `out`.
-pub fn write_error(
-    out: &mut Vec<u8>,
-    error: &ApiError,
-    request_id: &RequestId,
-    cors: Option<&Cors>,
-    origin: Option<&[u8]>,
-    persistence: Persistence,
-) {
-    let body = error.body(Some(request_id.as_str()));
-    write_status_line(out, error.status.as_u16());
-    out.extend_from_slice(b"content-type: application/json\r\n");
-    if let Some(seconds) = error.retry_after {
-        out.extend_from_slice(b"retry-after: ");
-        out.extend_from_slice(itoa::Buffer::new().format(seconds).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    date::write_field(out);
-    write_common_fields(out, request_id, cors, origin, persistence);
-    super::headers::write_framing(out, crate::h1::Framing::Length(body.len() as u64));
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-}
-
-/// `HTTP/1.1 <status> <reason>\r\n`.
-pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The fields every answer the gateway writes gets: the request id, CORS
-/// (when configured), and what `Connection` says.
-pub fn write_common_fields(
-    out: &mut Vec<u8>,
-    request_id: &RequestId,
-    cors: Option<&Cors>,
-    origin: Option<&[u8]>,
-    persistence: Persistence,
-) {
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id.0.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(cors) = cors {
-        cors.write_fields(out, origin);
-    }
-    persistence.write_field(out);
 }

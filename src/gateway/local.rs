@@ -14,7 +14,8 @@ use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use tower::ServiceExt;
 
 use super::Gateway;
-use super::connection::{self, Connection, Deadlines, Persistence};
+use super::answer::{self, Persistence};
+use super::connection::{Connection, Deadlines};
 use super::relay::{self, Encode, RelayError, Source};
 use crate::h1::request::RequestHead;
 use crate::h1::{Framing, HeadError, Version};
@@ -116,7 +117,7 @@ pub async fn answer(
                 .get(header::ORIGIN)
                 .map(HeaderValue::as_bytes);
             conn.out.clear();
-            connection::write_error(
+            answer::write_error(
                 &mut conn.out,
                 &gateway.admission.body_limit.error(),
                 &request_id,
@@ -161,7 +162,7 @@ fn write_response(
     persistence: Persistence,
 ) {
     let status = response.status().as_u16();
-    connection::write_status_line(out, status);
+    answer::write_status_line(out, status);
     for (name, value) in response.headers() {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING

@@ -10,14 +10,16 @@
 //! the core), [`exchange`] (reading the core's answer), [`client_ip`] (who
 //! the client is behind trusted proxies), [`upstream`] (the core's paths and
 //! last known state), [`cors`], [`rejections`] (counting refusals),
-//! [`local`] and [`handlers`] (the gateway's own health, readiness and
-//! metrics), [`config`] (flags).
+//! [`answer`] (the answers the gateway writes itself), [`local`] and
+//! [`handlers`] (the gateway's own health, readiness and metrics),
+//! [`config`] (flags).
 //!
 //! Forwarded requests never go through hyper or axum: the gateway speaks
 //! HTTP/1.1 itself on that path ([`crate::h1`] says why). Its own endpoints
 //! are an axum router behind the same common stack as jessy-core's.
 
 pub mod admission;
+pub mod answer;
 pub mod client_ip;
 pub mod config;
 pub mod connection;

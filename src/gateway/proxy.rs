@@ -24,7 +24,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::Gateway;
-use super::connection::{self, Connection, Deadlines, Persistence};
+use super::answer::{self, Persistence};
+use super::connection::{Connection, Deadlines};
 use super::exchange::{self, CoreResponse, ExchangeError};
 use super::headers::{self, Peer, Upstream as UpstreamHead};
 use super::pool::CoreConn;
@@ -448,7 +449,7 @@ fn write_client_head(
         (true, Version::Http10) => (Encode::Raw, Persistence::Close),
         (false, _) => (Encode::Raw, persistence),
     };
-    connection::write_status_line(out, core.status);
+    answer::write_status_line(out, core.status);
     // A HEAD or 304 answer's Content-Length describes the body it does not
     // carry: it passes through.
     let keep_length = request.head_request || core.status == 304;
@@ -458,7 +459,7 @@ fn write_client_head(
         &[]
     };
     headers::write_response_fields(out, core, keep_length, replaced);
-    connection::write_common_fields(
+    answer::write_common_fields(
         out,
         &request.request_id,
         cors,
@@ -524,7 +525,7 @@ async fn answer_error(
     rejections::record(error);
     observation.end(route, error.status.as_u16());
     conn.out.clear();
-    connection::write_error(
+    answer::write_error(
         &mut conn.out,
         error,
         &request.request_id,

@@ -10,9 +10,12 @@ libraries, libc included): the kernel's TCP work, about half of a proxied
 request's CPU here, is not in it.
 
 Cases: axum-ref (the bare axum reference of bench/run.sh, GET /health),
-core-health (jessy-core, GET /health), api-health (jessy-api with one
-worker thread, GET /api/v1/health -> core /health), nginx1-proxy (Debian's
-nginx, one worker, keep-alive to the core, GET /health -> core /health).
+core-health (jessy-core, GET /health), core-query and core-query-2k
+(jessy-core, POST /api/v1/query with bench/run.sh's short and
+2,000-character bodies; one access-log line each), api-health (jessy-api
+with one worker thread, GET /api/v1/health -> core /health), nginx1-proxy
+(Debian's nginx, one worker, keep-alive to the core, GET /health -> core
+/health).
 
 Usage: bench/callgrind.py [--requests SMALL,LARGE] [--only CASES] [--no-build]
                           [--keep DIR]
@@ -21,6 +24,7 @@ Needs cargo, valgrind, nginx. Loopback only; exit 1 on any error.
 
 import argparse
 import http.client
+import json
 import os
 import re
 import shutil
@@ -34,10 +38,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import nginx_conf  # noqa: E402  (the same proxy config as bench/run.sh)
+# The same proxy config and query bodies as bench/run.sh.
+from bench import SHORT_QUERY, long_query, nginx_conf  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = ("axum-ref", "core-health", "api-health", "nginx1-proxy")
+CASES = ("axum-ref", "core-health", "core-query", "core-query-2k", "api-health", "nginx1-proxy")
+QUERY_BODIES = {
+    "core-query": json.dumps({"query": SHORT_QUERY}),
+    "core-query-2k": json.dumps({"query": long_query(2000)}),
+}
 CONNECTIONS = 4
 
 
@@ -80,14 +89,17 @@ def wait_ok(port: int, path: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"callgrind: nothing answered 200 on 127.0.0.1:{port}{path}")
 
 
-def load(port: int, path: str, total: int) -> None:
-    """`total` GETs over CONNECTIONS keep-alive connections; each must be 200."""
+def load(port: int, path: str, total: int, body: str | None = None) -> None:
+    """`total` GETs (POSTs of `body` when given) over CONNECTIONS keep-alive
+    connections; each must be 200."""
     errors = []
+    method = "GET" if body is None else "POST"
+    headers = {} if body is None else {"Content-Type": "application/json"}
 
     def worker(count: int) -> None:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for _ in range(count):
-            c.request("GET", path)
+            c.request(method, path, body=body, headers=headers)
             res = c.getresponse()
             res.read()
             if res.status != 200:
@@ -124,7 +136,7 @@ def count_once(case: str, target: Path, tmp: Path, base: int, requests: int) -> 
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(measured)
             port, path, stop = core_port, "/health", signal.SIGTERM
-        elif case == "core-health":
+        elif case == "core-health" or case in QUERY_BODIES:
             measured = subprocess.Popen(valgrind + [str(bins / "jessy-core")], env=core_env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(measured)
@@ -151,7 +163,9 @@ def count_once(case: str, target: Path, tmp: Path, base: int, requests: int) -> 
             procs.append(measured)
             port = front_port
         wait_ok(port, path)
-        load(port, path, requests)
+        if case in QUERY_BODIES:
+            path = "/api/v1/query"
+        load(port, path, requests, QUERY_BODIES.get(case))
         measured.send_signal(stop)
         measured.wait(timeout=60)
     finally:
@@ -209,7 +223,8 @@ def main() -> int:
     for case, n in per_request.items():
         print(f"| {case} | {n:,.0f} |")
     print()
-    for a, b in (("core-health", "axum-ref"), ("api-health", "nginx1-proxy")):
+    for a, b in (("core-health", "axum-ref"), ("api-health", "nginx1-proxy"),
+                 ("core-query", "core-health"), ("core-query-2k", "core-health")):
         if a in per_request and b in per_request:
             print(f"{a} / {b}: {per_request[a] / per_request[b]:.2f}× the instructions")
     return 0

@@ -183,18 +183,12 @@ async fn next_request(
 /// Parses the buffered head, if it is complete, and plans its answer (the
 /// head's bytes are consumed; a forwarded request's core head is in `out`).
 fn plan(conn: &mut Connection, gateway: &Gateway) -> Result<Option<Plan>, HeadError> {
-    let Connection {
-        buf,
-        out,
-        peer,
-        addr,
-        ..
-    } = conn;
+    let Connection { buf, out, peer, .. } = conn;
     let mut slots = header_slots();
     let Some(head) = request::parse(buf.data(), &mut slots)? else {
         return Ok(None);
     };
-    let plan = plan_head(&head, gateway, peer, *addr, out)?;
+    let plan = plan_head(&head, gateway, peer, out)?;
     let len = head.len;
     buf.consume(len);
     Ok(Some(plan))
@@ -204,7 +198,6 @@ fn plan_head(
     head: &RequestHead<'_, '_>,
     gateway: &Gateway,
     peer: &Peer,
-    addr: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Result<Plan, HeadError> {
     let framing = head.framing()?;
@@ -220,7 +213,7 @@ fn plan_head(
             head, path, framing, peer, gateway, out,
         )))
     } else {
-        local::plan(head, framing, addr).map(Plan::Local)
+        local::plan(head, framing).map(Plan::Local)
     }
 }
 

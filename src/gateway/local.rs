@@ -6,10 +6,7 @@
 //! traffic the gateway is for, so a header map is built and bodies are
 //! collected whole.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use tower::ServiceExt;
 
@@ -32,11 +29,7 @@ pub struct Local {
 
 /// The request for the router, from the parsed head (the body is read when
 /// it is answered).
-pub fn plan(
-    head: &RequestHead<'_, '_>,
-    framing: Framing,
-    peer: SocketAddr,
-) -> Result<Local, HeadError> {
+pub fn plan(head: &RequestHead<'_, '_>, framing: Framing) -> Result<Local, HeadError> {
     let invalid = |_| HeadError::Invalid("invalid request");
     let mut request = Request::builder()
         .method(head.method)
@@ -53,7 +46,6 @@ pub fn plan(
         let value = HeaderValue::from_bytes(field.value).map_err(|_| HeaderError)?;
         headers.append(name, value);
     }
-    request.extensions_mut().insert(ConnectInfo(peer));
     Ok(Local {
         request,
         framing,

@@ -139,14 +139,32 @@ impl Observation {
             .record_request(route, &self.method, status, elapsed);
 
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        let (request_id, method, path) = (&self.request_id, &self.method, self.uri.path());
+        // Recorded as strings, not through `Display`: the formatting
+        // machinery was a third of the cost of writing the line.
+        let (request_id, method, path) = (
+            self.request_id.as_str(),
+            self.method.as_str(),
+            self.uri.path(),
+        );
         self.span.in_scope(|| {
             if status >= 500 {
-                tracing::warn!(%request_id, %method, %route, %path, status, latency_ms, "request failed");
+                tracing::warn!(
+                    request_id,
+                    method,
+                    route,
+                    path,
+                    status,
+                    latency_ms,
+                    "request failed"
+                );
             } else if PROBE_ROUTES.contains(&route) {
-                tracing::debug!(%request_id, %method, %route, %path, status, latency_ms, "request");
+                tracing::debug!(
+                    request_id, method, route, path, status, latency_ms, "request"
+                );
             } else {
-                tracing::info!(%request_id, %method, %route, %path, status, latency_ms, "request");
+                tracing::info!(
+                    request_id, method, route, path, status, latency_ms, "request"
+                );
             }
         });
     }

@@ -11,6 +11,12 @@ What one run does, in order:
      ready, one pre-check request (must be 2xx), wrk warm-up, measured wrk
      run (wrk -t1 -cN with bench/wrk/report.lua), then VmHWM of every server
      process, then SIGTERM (SIGKILL after 5 s);
+  2b. latency at a fixed offered rate: the same processes-per-case scheme,
+     but oha -q R --latency-correction instead of wrk, R being --rate-fraction
+     of the slowest closed-loop req/s of the group (core: health, query,
+     query-2k; api: the same through the gateway). Closed-loop p99 at
+     saturation follows throughput; this is the other view, latency at one
+     load every member sustains. Skipped when oha is not installed;
   3. startup: spawn -> first 200 on the health URL (poll every 0.5 ms),
      median of N starts, and idle RSS 200 ms after that first 200;
   4. sizes (stripped release binaries; docker images when built);
@@ -58,6 +64,12 @@ SHORT_QUERY = "What is the meaning of life and existence?"
 # Same sentence and construction as benches/navigation.rs (long_query).
 SENTENCE = ("I feel anxious about the future of my family and friends, "
             "so I think about ethics, art and the meaning of life while I debug this code. ")
+
+# Latency at a fixed offered rate: each group runs at RATE_FRACTION of the
+# slowest member's closed-loop req/s (median, same run), so every member
+# runs below its saturation and p99 compares latency, not throughput.
+RATE_GROUPS = (("core-health", "core-query", "core-query-2k"),
+               ("api-health", "api-query", "api-query-2k"))
 
 # Budget (issue 6). Ratios are measured within one run.
 BUDGET = {
@@ -514,9 +526,13 @@ def wait_quiet(args) -> float:
         time.sleep(0.25)
 
 
-def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
-    row = {"type": "load", "name": case["name"], "round": rnd, "conns": args.conns,
-           "threads": args.threads, "duration_s": args.duration, "ok": False}
+def run_case(args, case: dict, rnd: int, logdir: Path, rate: float | None = None) -> dict:
+    """One measured run on fresh processes: wrk as fast as it can (closed loop), or,
+    with `rate`, oha at that fixed offered rate (type "rate")."""
+    row = {"type": "rate" if rate else "load", "name": case["name"], "round": rnd,
+           "conns": args.conns, "threads": args.threads, "duration_s": args.duration, "ok": False}
+    if rate:
+        row["rate"] = rate
     row["pre_busy"] = round(wait_quiet(args), 2)
     servers: list[Server] = []
     try:
@@ -545,13 +561,18 @@ def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
             row["error"] = f"pre-check {case['path']}: body is not JSON: {pre[1][:200]!r}"
             return row
         url = f"http://127.0.0.1:{case['port']}{case['path']}"
+        def load(duration):
+            if rate:
+                return run_oha(args, url, case["body"], rate, duration, args.nice)
+            return run_wrk(args, url, case["body"], duration, args.nice)
+
         if args.warmup > 0:
-            run_wrk(args, url, case["body"], args.warmup, args.nice)
+            load(args.warmup)
         pids = [pid for s in servers for pid in s.pids()]
         t0 = cpu_ticks(pids)
         b0, _ = machine_busy_ticks()
         w0 = time.perf_counter()
-        rep, load_cpu, raw = run_wrk(args, url, case["body"], args.duration, args.nice)
+        rep, load_cpu, raw = load(args.duration)
         wall = time.perf_counter() - w0
         b1, _ = machine_busy_ticks()
         server_cpu = (cpu_ticks(pids) - t0) / CLK_TCK
@@ -562,7 +583,7 @@ def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
                 row["error"] = f"{s.role} exited during the run (status {s.proc.returncode})"
                 return row
         if rep is None:
-            row["error"] = f"wrk gave no report:\n{raw[-500:]}"
+            row["error"] = f"{'oha' if rate else 'wrk'} gave no report:\n{raw[-500:]}"
             return row
         dur = rep["duration_us"] / 1e6
         e = rep["errors"]
@@ -571,7 +592,8 @@ def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
             "rps": round(rep["requests"] / dur, 1),
             "requests": rep["requests"],
             "p50_ms": lat["p"]["50"] / 1000, "p90_ms": lat["p"]["90"] / 1000,
-            "p99_ms": lat["p"]["99"] / 1000, "max_ms": lat["max"] / 1000,
+            "p99_ms": lat["p"]["99"] / 1000, "p999_ms": lat["p"]["99.9"] / 1000,
+            "max_ms": lat["max"] / 1000,
             "errors": e["connect"] + e["read"] + e["write"] + e["timeout"] + e["status"],
             "non2xx": e["status"], "socket_errors": {k: v for k, v in e.items() if k != "status"},
             "server_cpu": round(server_cpu / wall, 2), "load_cpu": round(load_cpu / wall, 2),
@@ -586,6 +608,53 @@ def run_case(args, case: dict, rnd: int, logdir: Path) -> dict:
         for s in servers[::-1]:
             s.stop()
         row["ts"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_oha(args, url: str, body: str | None, rate: float, duration: int,
+            nice: int) -> tuple[dict | None, float, str]:
+    """Runs oha at a fixed offered rate with latency correction (each latency
+    counted from when its request was due, so a stall is not hidden by the
+    requests it delayed); returns the report in run_wrk's shape."""
+    cmd = [args.oha, "-z", f"{duration}s", "-q", f"{rate:.0f}", "-c", str(args.conns),
+           "--latency-correction", "--no-tui", "--output-format", "json"]
+    if body:
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", body]
+    cmd.append(url)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True, text=True)
+    set_autogroup_nice(p.pid, nice)
+    try:
+        out, _ = p.communicate(timeout=duration + 30)
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        raise
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    try:
+        d = json.loads(out[out.index("{"):])
+    except ValueError:
+        return None, cpu, out
+    codes = {int(k): v for k, v in d.get("statusCodeDistribution", {}).items()}
+    # Requests still in flight when -z ends are cut off by oha itself: not an error.
+    socket_errors = sum(v for k, v in d.get("errorDistribution", {}).items()
+                        if "aborted due to deadline" not in k)
+    pct = d["latencyPercentiles"]
+    us = lambda seconds: round((seconds or 0) * 1e6)  # noqa: E731
+    report = {
+        "requests": sum(codes.values()),
+        "duration_us": us(d["summary"]["total"]),
+        "errors": {"connect": 0, "read": socket_errors, "write": 0, "timeout": 0,
+                   "status": sum(v for k, v in codes.items() if k >= 400)},
+        "latency_us": {"min": us(d["summary"]["fastest"]), "max": us(d["summary"]["slowest"]),
+                       "p": {"50": us(pct["p50"]), "90": us(pct["p90"]), "99": us(pct["p99"]),
+                             "99.9": us(pct["p99.9"])}},
+    }
+    return report, cpu, out
 
 
 # --------------------------------------------------------------- startup ----
@@ -731,10 +800,12 @@ def fmt(x, nd=0, unit=""):
     return f"{x:,.{nd}f}{unit}"
 
 
-def summarize_load(cases: list[dict], rows: list[dict]) -> dict:
+def summarize_load(cases: list[dict], rows: list[dict], kind: str = "load") -> dict:
+    """Per case, over the rounds: medians and spread of the rows of `kind`
+    ("load": wrk, closed loop; "rate": oha at a fixed offered rate)."""
     by = {}
     for c in cases:
-        rs = [r for r in rows if r["type"] == "load" and r["name"] == c["name"] and r.get("ok")]
+        rs = [r for r in rows if r["type"] == kind and r["name"] == c["name"] and r.get("ok")]
         if not rs:
             continue
         roles = [p["role"] for p in c["procs"]]
@@ -743,6 +814,7 @@ def summarize_load(cases: list[dict], rows: list[dict]) -> dict:
             "what": c["what"], "n": len(rs), "roles": roles,
             "rps": med(rps), "rps_min": min(rps), "rps_max": max(rps),
             "p50": med([r["p50_ms"] for r in rs]), "p99": med([r["p99_ms"] for r in rs]),
+            "p999": med([r.get("p999_ms", 0.0) for r in rs]), "rate": med([r.get("rate", 0.0) for r in rs]),
             "errors": sum(r["errors"] for r in rs),
             "rss": {role: max(r.get(f"rss_peak_kb_{role}", 0) for r in rs) / 1024 for role in roles},
             "server_cpu": med([r["server_cpu"] for r in rs]),
@@ -765,7 +837,7 @@ def ratio(by, a, b, key="rps"):
     return r, (min(per) if per else None), (max(per) if per else None)
 
 
-def render(meta, cases, by, starts, sizes, images, micro_rows, build, failures) -> tuple[str, list[dict]]:
+def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, failures) -> tuple[str, list[dict]]:
     L = []
     L.append(f"## jessy benchmark — {meta['date']}")
     L.append("")
@@ -835,6 +907,34 @@ def render(meta, cases, by, starts, sizes, images, micro_rows, build, failures) 
         if r is not None:
             L.append(f"| {label} | {r:.2f} | {lo:.2f}..{hi:.2f} |")
     L.append("")
+
+    rate_ratios = {}
+    if by_rate:
+        L.append(f"### Latency at a fixed offered rate ({meta['oha']}, -c{meta['conns']}, "
+                 "--latency-correction; medians over rounds)")
+        L.append("")
+        L.append("Each group runs at one offered rate, a fraction of its slowest member's "
+                 "closed-loop req/s above, so no member is saturated; a request's latency counts "
+                 "from when it was due. Reported beside the budget, which uses the wrk run.")
+        L.append("")
+        L.append("| case | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for c in cases:
+            s = by_rate.get(c["name"])
+            if s:
+                L.append(f"| {c['name']} | {s['rate']:,.0f} | {s['rps']:,.0f} | {s['p50']:.3f} | "
+                         f"{s['p99']:.2f} | {s['p999']:.2f} | {s['errors']} | {s['server_cpu']:.2f} |")
+        L.append("")
+        L.append("| ratio at the same offered rate | value | per round |")
+        L.append("|---|---:|---|")
+        for group in RATE_GROUPS:
+            base = group[0]
+            for a in group[1:]:
+                r, lo, hi = ratio(by_rate, a, base, "p99")
+                rate_ratios[(a, base)] = r
+                if r is not None:
+                    L.append(f"| {a} p99 / {base} p99 | {r:.2f} | {lo:.2f}..{hi:.2f} |")
+        L.append("")
 
     L.append("### Startup, idle memory, sizes")
     L.append("")
@@ -912,9 +1012,9 @@ def render(meta, cases, by, starts, sizes, images, micro_rows, build, failures) 
     for a, b in (("core-query", "core-health"), ("core-query-2k", "core-health"),
                  ("api-query", "api-health"), ("api-query-2k", "api-health")):
         r = ratios.get((a, b, "p99"))
-        line(f"{a} p99 ≤ 2× {b} p99", None if r is None else
+        line(f"{a} p99 ≤ 2× {b} p99 under load", None if r is None else
              f"{r:.2f}× ({by[a]['p99']:.2f} / {by[b]['p99']:.2f} ms)", "≤ 2.00×",
-             None if r is None else r <= BUDGET["query_p99_x"])
+             None if r is None else r <= BUDGET["query_p99_x"], "wrk, closed loop, saturated")
     for img in ("jessy-core:latest", "jessy-api:latest"):
         v = images.get(img)
         line(f"image {img} ≤ 10 MB", "not built" if v is None else f"{v / 1e6:.1f} MB", "≤ 10 MB",
@@ -972,6 +1072,11 @@ def main() -> int:
     ap.add_argument("--quiet-wait", type=float, default=1.0, help="... but at most this many seconds (default 1)")
     ap.add_argument("--port-base", type=int, default=24180, help="5 consecutive loopback ports from here (default 24180)")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--oha", default=shutil.which("oha") or str(Path.home() / ".cargo" / "bin" / "oha"),
+                    help="oha, for the fixed-rate latency cases (cargo install oha --locked)")
+    ap.add_argument("--rate-fraction", type=float, default=0.5,
+                    help="fixed-rate cases run at this fraction of the group's slowest req/s (default 0.5)")
+    ap.add_argument("--no-rate", action="store_true", help="skip the fixed-rate latency cases (oha)")
     ap.add_argument("--out", default=str(BENCH / "results"), help="results directory (JSON lines + Markdown)")
     args = ap.parse_args()
 
@@ -989,6 +1094,12 @@ def main() -> int:
     if not Path(args.nginx).exists():
         log("bench: nginx not found (Debian: apt-get install -y nginx)")
         return 1
+    if not args.no_rate and not args.no_load and not Path(args.oha).exists():
+        log("bench: oha not found: the fixed-rate latency cases are skipped "
+            "(cargo install oha --locked, about 5 min, adds them)")
+        args.no_rate = True
+    if not 0 < args.rate_fraction < 1:
+        ap.error("--rate-fraction: between 0 and 1")
 
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="jessy-bench."))
@@ -1104,6 +1215,30 @@ def main() -> int:
                         failures.append(f"round {rnd} {c['name']}: {row.get('error')}")
                         log(f"  r{rnd} {c['name']:<17} FAILED: {row.get('error')}")
 
+        # 2b. latency at a fixed offered rate, per group, interleaved
+        if not args.no_load and not args.no_rate:
+            by_load = summarize_load(cases, rows)
+            selected = {c["name"]: c for c in cases}
+            for group in RATE_GROUPS:
+                members = [selected[n] for n in group if n in selected and n in by_load]
+                if len(members) < 2:
+                    continue
+                rate = round(args.rate_fraction * min(by_load[c["name"]]["rps"] for c in members), -2)
+                log(f"bench: fixed rate {rate:,.0f} req/s ({args.rate_fraction:g} × the slowest of "
+                    f"{', '.join(c['name'] for c in members)}), {args.rounds} round(s), oha")
+                for rnd in range(1, args.rounds + 1):
+                    shift = (rnd - 1) % len(members)
+                    for c in members[shift:] + members[:shift]:
+                        row = run_case(args, c, rnd, logdir, rate=rate)
+                        emit(row)
+                        if row["ok"]:
+                            log(f"  r{rnd} {c['name']:<17} @{rate:,.0f}: {row['rps']:>8,.0f} req/s  "
+                                f"p50 {row['p50_ms']:.3f}  p99 {row['p99_ms']:.2f}  "
+                                f"p99.9 {row['p999_ms']:.2f} ms  srv {row['server_cpu']:.2f}")
+                        else:
+                            failures.append(f"round {rnd} {c['name']} at {rate:.0f} req/s: {row.get('error')}")
+                            log(f"  r{rnd} {c['name']:<17} @{rate:,.0f} FAILED: {row.get('error')}")
+
         # 3. startup
         starts: list[dict] = []
         named = {c["name"]: c for c in all_cases}
@@ -1149,7 +1284,9 @@ def main() -> int:
         meta["other_cpu_max"] = max([r["other_cpu"] for r in load_rows], default=None)
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
         by = summarize_load(cases, rows)
-        text, budget = render(meta, cases, by, [r for r in rows if r["type"] == "startup"],
+        by_rate = summarize_load(cases, rows, kind="rate")
+        meta["oha"] = tool_version([args.oha, "--version"]) if by_rate else None
+        text, budget = render(meta, cases, by, by_rate, [r for r in rows if r["type"] == "startup"],
                               sizes, images, micro_rows, build_res, failures)
         emit(meta)
         for b in budget:

@@ -19,6 +19,7 @@ pub mod h1;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod poll_again;
 pub mod process;
 pub mod server;
 pub mod shutdown;

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::http::App;
+use crate::poll_again::PollAgain;
 use crate::workers::Workers;
 
 /// Whether the service should receive traffic: true while serving, false from
@@ -256,7 +257,9 @@ impl Protocol for Hyper {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
-        async move {
+        // PollAgain: a request body is read in the turn that asks for it
+        // (src/poll_again.rs).
+        PollAgain::new(async move {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let outcome = tokio::select! {
@@ -269,6 +272,6 @@ impl Protocol for Hyper {
             if let Err(err) = outcome {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
-        }
+        })
     }
 }

@@ -169,7 +169,7 @@ test-bdd: ## BDD scenarios (tests/features) against locally spawned services
 	@$(call need-cargo,nextest,cargo-nextest)
 	cargo nextest run --test bdd $(CARGO_FLAGS)
 
-bench: ## Benchmarks on loopback (wrk; about 6 min; BENCH_ARGS=--quick for 1 min)
+bench: ## Benchmarks on loopback (wrk, oha if installed; about 8 min; BENCH_ARGS=--quick for 1 min)
 	bench/run.sh $(BENCH_ARGS)
 
 bench-instr: ## Instructions per request under callgrind (steady on a busy machine; ~8 min)

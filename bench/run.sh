@@ -7,8 +7,9 @@
 # (PASS/MISS). Writes JSON lines + Markdown to bench/results/.
 # Exit 1 only on errors (non-2xx, a server that does not start, a failed build).
 #
-# Needs: cargo, python3, wrk, nginx (Debian: apt-get install -y wrk nginx hyperfine).
-# Default run: about 7 minutes on a 2-core box (+5-10 min with --build-times);
+# Needs: cargo, python3, wrk, nginx (Debian: apt-get install -y wrk nginx hyperfine);
+# oha (cargo install oha --locked) adds the fixed-rate latency cases.
+# Default run: about 8 minutes on a 2-core box (+5-10 min with --build-times);
 # --quick: about 1 minute.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

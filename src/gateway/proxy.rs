@@ -255,41 +255,32 @@ pub async fn forward(
             () = deadlines.upstream.as_mut() => None,
         }
     };
-    let (mut core, response, client) = match exchanged {
-        Some(Ok(exchanged)) => exchanged,
+    // A failure, and whether the whole request was read before it.
+    let exchanged = match exchanged {
+        Some(Ok(exchanged)) => Ok(exchanged),
         Some(Err(ForwardError::ClientGone)) => return false,
-        Some(Err(err)) => {
-            let error = failure_answer(gateway, &err);
-            // The connection is in step only if the whole request was read.
-            let read_whole = matches!(err, ForwardError::Core(_) | ForwardError::Connect(_))
-                || request.framing == Framing::Empty;
-            let persistence = if read_whole {
-                persistence()
-            } else {
-                Persistence::Close
-            };
-            return answer_error(
-                conn,
-                gateway,
-                &request,
-                observation,
-                route,
-                &error,
-                persistence,
-            )
-            .await;
-        }
-        None => {
-            let error = ApiError::new(
+        Some(Err(err)) => Err((
+            failure_answer(gateway, &err),
+            matches!(err, ForwardError::Core(_) | ForwardError::Connect(_)),
+        )),
+        // Cut off anywhere.
+        None => Err((
+            ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 format!(
                     "jessy-core did not answer within {} ms",
                     gateway.state.upstream_timeout.as_millis()
                 ),
-            );
-            // Cut off anywhere: in step only if there was no body to read.
-            let persistence = if request.framing == Framing::Empty {
+            ),
+            false,
+        )),
+    };
+    let (mut core, response, client) = match exchanged {
+        Ok(exchanged) => exchanged,
+        Err((error, read_whole)) => {
+            // The connection is in step only if the whole request was read.
+            let persistence = if read_whole || request.framing == Framing::Empty {
                 persistence()
             } else {
                 Persistence::Close

@@ -482,6 +482,30 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
 
 # ------------------------------------------------------------------ load ----
 
+def run_load_tool(cmd: list[str], env: dict | None, duration: int,
+                  nice: int) -> tuple[str | None, float]:
+    """Runs a load generator in its own session (and autogroup); returns its
+    output (None if it overran the run by 30 s and was killed) and its CPU
+    seconds."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True, text=True)
+    set_autogroup_nice(p.pid, nice)
+    try:
+        out, _ = p.communicate(timeout=duration + 30)
+    except BaseException as exc:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return None, 0.0
+        raise
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return out, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+
+
 def run_wrk(args, url: str, body: str | None, duration: int, nice: int) -> tuple[dict | None, float, str]:
     """Runs wrk; returns (report, load-tool CPU seconds, raw stdout)."""
     env = dict(os.environ)
@@ -490,25 +514,9 @@ def run_wrk(args, url: str, body: str | None, duration: int, nice: int) -> tuple
         env["WRK_BODY_FILE"] = body
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.conns}", f"-d{duration}s", "--timeout", "5s",
            "-s", str(LUA), url]
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True, text=True)
-    set_autogroup_nice(p.pid, nice)
-    try:
-        out, _ = p.communicate(timeout=duration + 30)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        return None, 0.0, out
-    except BaseException:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
-        raise
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    out, cpu = run_load_tool(cmd, env, duration, nice)
+    if out is None:
+        return None, cpu, ""
     for line in out.splitlines():
         if line.startswith("WRK_JSON "):
             return json.loads(line[9:]), cpu, out
@@ -620,21 +628,9 @@ def run_oha(args, url: str, body: str | None, rate: float, duration: int,
     if body:
         cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", body]
     cmd.append(url)
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True, text=True)
-    set_autogroup_nice(p.pid, nice)
-    try:
-        out, _ = p.communicate(timeout=duration + 30)
-    except BaseException:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.communicate()
-        raise
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    out, cpu = run_load_tool(cmd, None, duration, nice)
+    if out is None:
+        return None, cpu, ""
     try:
         d = json.loads(out[out.index("{"):])
     except ValueError:
@@ -1195,25 +1191,30 @@ def main() -> int:
         elif not args.extra:
             cases = [c for c in cases if c["default"]]
 
+        def run_rounds(members: list[dict], rate: float | None = None) -> None:
+            """Every round runs every member once, the order rotating per round."""
+            at = f" @{rate:,.0f}" if rate else ""
+            for rnd in range(1, args.rounds + 1):
+                shift = (rnd - 1) % len(members)
+                for c in members[shift:] + members[:shift]:
+                    row = run_case(args, c, rnd, logdir, rate=rate)
+                    emit(row)
+                    if not row["ok"]:
+                        failures.append(f"round {rnd} {c['name']}{at}: {row.get('error')}")
+                        log(f"  r{rnd} {c['name']:<17}{at} FAILED: {row.get('error')}")
+                        continue
+                    log(f"  r{rnd} {c['name']:<17}{at} {row['rps']:>10,.0f} req/s  "
+                        f"p50 {row['p50_ms']:.3f}  p99 {row['p99_ms']:.2f}  "
+                        f"p99.9 {row['p999_ms']:.2f} ms  srv {row['server_cpu']:.2f}  "
+                        f"other {row['other_cpu']:.2f}  pre {row['pre_busy']:.2f}")
+
         # 2. load, interleaved
         if not args.no_load:
             n = len(cases)
             est = args.rounds * n * (args.duration + args.warmup + 0.6)
             log(f"bench: {args.rounds} round(s) × {n} cases × ({args.warmup}+{args.duration}) s, "
                 f"about {est / 60:.1f} min")
-            for rnd in range(1, args.rounds + 1):
-                shift = (rnd - 1) % n
-                order = cases[shift:] + cases[:shift]
-                for c in order:
-                    row = run_case(args, c, rnd, logdir)
-                    emit(row)
-                    if row["ok"]:
-                        log(f"  r{rnd} {c['name']:<17} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']:.3f}"
-                            f"  p99 {row['p99_ms']:.2f} ms  srv {row['server_cpu']:.2f}"
-                            f"  other {row['other_cpu']:.2f}  pre {row['pre_busy']:.2f}")
-                    else:
-                        failures.append(f"round {rnd} {c['name']}: {row.get('error')}")
-                        log(f"  r{rnd} {c['name']:<17} FAILED: {row.get('error')}")
+            run_rounds(cases)
 
         # 2b. latency at a fixed offered rate, per group, interleaved
         if not args.no_load and not args.no_rate:
@@ -1226,18 +1227,7 @@ def main() -> int:
                 rate = round(args.rate_fraction * min(by_load[c["name"]]["rps"] for c in members), -2)
                 log(f"bench: fixed rate {rate:,.0f} req/s ({args.rate_fraction:g} × the slowest of "
                     f"{', '.join(c['name'] for c in members)}), {args.rounds} round(s), oha")
-                for rnd in range(1, args.rounds + 1):
-                    shift = (rnd - 1) % len(members)
-                    for c in members[shift:] + members[:shift]:
-                        row = run_case(args, c, rnd, logdir, rate=rate)
-                        emit(row)
-                        if row["ok"]:
-                            log(f"  r{rnd} {c['name']:<17} @{rate:,.0f}: {row['rps']:>8,.0f} req/s  "
-                                f"p50 {row['p50_ms']:.3f}  p99 {row['p99_ms']:.2f}  "
-                                f"p99.9 {row['p999_ms']:.2f} ms  srv {row['server_cpu']:.2f}")
-                        else:
-                            failures.append(f"round {rnd} {c['name']} at {rate:.0f} req/s: {row.get('error')}")
-                            log(f"  r{rnd} {c['name']:<17} @{rate:,.0f} FAILED: {row.get('error')}")
+                run_rounds(members, rate)
 
         # 3. startup
         starts: list[dict] = []

@@ -523,6 +523,41 @@ def run_wrk(args, url: str, body: str | None, duration: int, nice: int) -> tuple
     return None, cpu, out
 
 
+def run_oha(args, url: str, body: str | None, rate: float, duration: int,
+            nice: int) -> tuple[dict | None, float, str]:
+    """Runs oha at a fixed offered rate with latency correction (each latency
+    counted from when its request was due, so a stall is not hidden by the
+    requests it delayed); returns the report in run_wrk's shape."""
+    cmd = [args.oha, "-z", f"{duration}s", "-q", f"{rate:.0f}", "-c", str(args.conns),
+           "--latency-correction", "--no-tui", "--output-format", "json"]
+    if body:
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", body]
+    cmd.append(url)
+    out, cpu = run_load_tool(cmd, None, duration, nice)
+    if out is None:
+        return None, cpu, ""
+    try:
+        d = json.loads(out[out.index("{"):])
+    except ValueError:
+        return None, cpu, out
+    codes = {int(k): v for k, v in d.get("statusCodeDistribution", {}).items()}
+    # Requests still in flight when -z ends are cut off by oha itself: not an error.
+    socket_errors = sum(v for k, v in d.get("errorDistribution", {}).items()
+                        if "aborted due to deadline" not in k)
+    pct = d["latencyPercentiles"]
+    us = lambda seconds: round((seconds or 0) * 1e6)  # noqa: E731
+    report = {
+        "requests": sum(codes.values()),
+        "duration_us": us(d["summary"]["total"]),
+        "errors": {"connect": 0, "read": socket_errors, "write": 0, "timeout": 0,
+                   "status": sum(v for k, v in codes.items() if k >= 400)},
+        "latency_us": {"min": us(d["summary"]["fastest"]), "max": us(d["summary"]["slowest"]),
+                       "p": {"50": us(pct["p50"]), "90": us(pct["p90"]), "99": us(pct["p99"]),
+                             "99.9": us(pct["p99.9"])}},
+    }
+    return report, cpu, out
+
+
 def wait_quiet(args) -> float:
     """Machine load (cores busy) just before a run; waits up to --quiet-wait s
     for it to drop below --quiet. Returns the last sample."""
@@ -569,6 +604,7 @@ def run_case(args, case: dict, rnd: int, logdir: Path, rate: float | None = None
             row["error"] = f"pre-check {case['path']}: body is not JSON: {pre[1][:200]!r}"
             return row
         url = f"http://127.0.0.1:{case['port']}{case['path']}"
+
         def load(duration):
             if rate:
                 return run_oha(args, url, case["body"], rate, duration, args.nice)
@@ -616,41 +652,6 @@ def run_case(args, case: dict, rnd: int, logdir: Path, rate: float | None = None
         for s in servers[::-1]:
             s.stop()
         row["ts"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def run_oha(args, url: str, body: str | None, rate: float, duration: int,
-            nice: int) -> tuple[dict | None, float, str]:
-    """Runs oha at a fixed offered rate with latency correction (each latency
-    counted from when its request was due, so a stall is not hidden by the
-    requests it delayed); returns the report in run_wrk's shape."""
-    cmd = [args.oha, "-z", f"{duration}s", "-q", f"{rate:.0f}", "-c", str(args.conns),
-           "--latency-correction", "--no-tui", "--output-format", "json"]
-    if body:
-        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-D", body]
-    cmd.append(url)
-    out, cpu = run_load_tool(cmd, None, duration, nice)
-    if out is None:
-        return None, cpu, ""
-    try:
-        d = json.loads(out[out.index("{"):])
-    except ValueError:
-        return None, cpu, out
-    codes = {int(k): v for k, v in d.get("statusCodeDistribution", {}).items()}
-    # Requests still in flight when -z ends are cut off by oha itself: not an error.
-    socket_errors = sum(v for k, v in d.get("errorDistribution", {}).items()
-                        if "aborted due to deadline" not in k)
-    pct = d["latencyPercentiles"]
-    us = lambda seconds: round((seconds or 0) * 1e6)  # noqa: E731
-    report = {
-        "requests": sum(codes.values()),
-        "duration_us": us(d["summary"]["total"]),
-        "errors": {"connect": 0, "read": socket_errors, "write": 0, "timeout": 0,
-                   "status": sum(v for k, v in codes.items() if k >= 400)},
-        "latency_us": {"min": us(d["summary"]["fastest"]), "max": us(d["summary"]["slowest"]),
-                       "p": {"50": us(pct["p50"]), "90": us(pct["p90"]), "99": us(pct["p99"]),
-                             "99.9": us(pct["p99.9"])}},
-    }
-    return report, cpu, out
 
 
 # --------------------------------------------------------------- startup ----

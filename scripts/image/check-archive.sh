@@ -28,6 +28,8 @@ for v in spec name version revision created archive; do
   [ -n "${!v}" ] || die "--$v is required (see the usage at the top of $0)"
 done
 [ -f "$archive" ] || die "no archive at $archive"
+[ -f "$spec" ] || die "no description at $spec"
+spec=$(realpath "$spec") archive=$(realpath "$archive")
 jq -e --arg n "$name" '.images[$n]' "$spec" >/dev/null || die "$name is not in $spec"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/check-archive.XXXXXX")

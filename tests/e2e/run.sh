@@ -4,8 +4,8 @@
 # even when it fails.
 #
 # Usage: tests/e2e/run.sh [--build | --static]
-#   --build   run tests/e2e/build-images.sh first (default: only when an image
-#             is missing)
+#   --build   run scripts/build-images.sh --test first (default: only when an
+#             image is missing)
 #   --static  only the checks that need no image and start nothing (compose
 #             file, schema, Prometheus and Grafana configuration); seconds
 # Environment:
@@ -356,11 +356,13 @@ for img in "${IMAGES[@]}"; do
   docker image inspect "$img:$TAG" >/dev/null 2>&1 || missing=1
 done
 if [ "$BUILD" = always ] || [ "$missing" = 1 ]; then
-  echo "e2e: building the images (tests/e2e/build-images.sh)"
-  if JESSY_IMAGE_TAG=$TAG "$E2E_DIR/build-images.sh" >"$WORK/build.log" 2>&1; then
-    pass "images built (tests/e2e/build-images.sh)"
+  echo "e2e: building the images (scripts/build-images.sh --test)"
+  if [ "$TAG" != "$(jq -r .tag deploy/images.json)" ]; then
+    fail "images built" "scripts/build-images.sh tags the images as deploy/images.json says, not $TAG"
+  elif bash scripts/build-images.sh --test >"$WORK/build.log" 2>&1; then
+    pass "images built (scripts/build-images.sh --test)"
   else
-    fail "images built (tests/e2e/build-images.sh)" "$(tail -n 30 "$WORK/build.log")"
+    fail "images built (scripts/build-images.sh --test)" "$(tail -n 30 "$WORK/build.log")"
   fi
 fi
 
@@ -414,7 +416,7 @@ check_no_shell_image() {
 images_ok=1
 for img in "${IMAGES[@]}"; do
   if ! docker image inspect "$img:$TAG" >/dev/null 2>&1; then
-    fail "image $img:$TAG exists" "build it: tests/e2e/build-images.sh (or make build / make load)"
+    fail "image $img:$TAG exists" "build it: scripts/build-images.sh --test (or make build / make load)"
     images_ok=0
     continue
   fi

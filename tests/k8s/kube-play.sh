@@ -80,7 +80,7 @@ for image in "$CORE_IMAGE" "$API_IMAGE"; do
   elif pm image exists "$image"; then
     ok "image $image present in podman"
   else
-    fail "image $image not found in Docker or podman (build it: nix build .#image && docker load < result, or tests/e2e/build-images.sh)"
+    fail "image $image not found in Docker or podman (build it: nix build .#image && docker load < result, or scripts/build-images.sh)"
     finish
   fi
 done

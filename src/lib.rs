@@ -4,7 +4,7 @@
 //! - [`gateway`]: `jessy-api`, the public gateway in front of the core.
 //!
 //! Everything both services share lives beside them, one idea per module:
-//! [`config`] (flags and environment), [`telemetry`] (logs and traces),
+//! `allocator` (mimalloc in the static musl builds), [`config`] (flags and environment), [`telemetry`] (logs and traces),
 //! [`metrics`] (the Prometheus recorder, the one global), [`process`] (the
 //! process's own resource usage), [`http`] (middleware and the JSON error
 //! shape), [`h1`] (HTTP/1.1 on the wire, for the gateway's forwarding
@@ -12,6 +12,7 @@
 //! (thread-per-core runtimes the connections are served on), [`shutdown`]
 //! (signals) and [`healthcheck`] (the image's health probe).
 
+mod allocator;
 pub mod config;
 pub mod core;
 pub mod gateway;
@@ -30,7 +31,7 @@ pub mod workers;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The git revision the binary was built from, when the build knew it
-/// (Nix passes `self.rev`; `tests/e2e/build-images.sh` passes `git rev-parse`).
+/// (Nix passes `self.rev`; `scripts/build-binaries.sh` passes `git rev-parse`).
 pub const GIT_REVISION: &str = match option_env!("JESSY_GIT_REVISION") {
     Some(rev) => rev,
     None => "unknown",

@@ -320,6 +320,12 @@ class FlakeOutputs(unittest.TestCase):
                         rf"/[a-z0-9]{{52}} {name} latest\n$",
                     )
 
+    def test_nix2container_keeps_its_own_nixpkgs(self):
+        # Its skopeo patch and vendorHash are tested only against its own lock.
+        inputs = flake()["inputs"]
+        self.assertNotIn("inputs", inputs["nix2container"])
+        self.assertEqual(inputs["rust-overlay"]["inputs"], {"nixpkgs": {"follows": "nixpkgs"}})
+
     def test_dirty_tree_revision(self):
         img = flake(dirty=True)["images"]["x86_64-linux"]["jessy-core-image"]
         self.assertEqual(img["config"]["Labels"]["org.opencontainers.image.revision"], "dirty")

@@ -32,7 +32,8 @@ let
   # for the musl target; cc-rs reads CC_<target> and AR_<target>. The same
   # full paths crane sets for real cross builds (crane lib/mkCrossToolchainEnv.nix);
   # pkgsStatic's compiler targets <cpu>-unknown-linux-musl and carries that
-  # prefix (nixpkgs pkgs/top-level/stage.nix pkgsStatic, cc-wrapper targetPrefix).
+  # prefix (nixpkgs pkgs/top-level/stage.nix pkgsStatic, cc-wrapper targetPrefix;
+  # cc-wrapper links its bintools, so <prefix>ar, into the same bin/).
   muslCC = pkgs.pkgsStatic.stdenv.cc;
   ccVar = tool: "${tool}_${builtins.replaceStrings [ "-" ] [ "_" ] target}";
   linuxArgs = {

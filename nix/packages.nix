@@ -44,16 +44,12 @@ let
   };
   commonArgs = nativeArgs // lib.optionalAttrs hostPlatform.isLinux linuxArgs;
 
-  # `cargo auditable <command>` embeds the crate list in what it links. Not
+  # `cargo auditable build` embeds the crate list in the binaries. Not with
   # crane's cargoWithProfile: that puts --release right after its first word
   # (crane lib/setupHooks/cargoHelperFunctionsHook.sh), i.e. between
-  # `auditable` and the command, where cargo rejects it. Release is crane's
+  # `auditable` and `build`, where cargo rejects it. Release is crane's
   # default CARGO_PROFILE, so the dependency build's profile is the same.
   auditable = hostPlatform.isLinux && build.linux.auditable;
-  cargoCommand =
-    command:
-    if auditable then "cargo auditable ${command} --release" else "cargoWithProfile ${command}";
-  auditableInputs = lib.optional auditable pkgs.cargo-auditable;
 
   # Built once, shared by the packages and every cargo check. Plain cargo:
   # cargo-auditable wraps only the workspace crates' rustc
@@ -65,8 +61,9 @@ let
     commonArgs
     // {
       inherit cargoArtifacts;
-      cargoBuildCommand = cargoCommand "build";
-      nativeBuildInputs = auditableInputs;
+      cargoBuildCommand =
+        if auditable then "cargo auditable build --release" else "cargoWithProfile build";
+      nativeBuildInputs = lib.optional auditable pkgs.cargo-auditable;
       doCheck = false;
       meta.mainProgram = "jessy-core";
     }
@@ -84,7 +81,9 @@ let
       '';
 
   # The compiled BDD suite for the jessy-test image: the test executable
-  # cargo reports in its JSON messages, plus the feature files.
+  # cargo reports in its JSON messages, plus the feature files. Plain cargo:
+  # cargo-auditable embeds its section in binaries, not in libtest
+  # executables (`cargo auditable test --no-run` leaves no .dep-v0).
   jessy-bdd = craneLib.mkCargoDerivation (
     builtins.removeAttrs commonArgs [ "cargoExtraArgs" ]
     // {
@@ -94,7 +93,7 @@ let
       doInstallCargoArtifacts = false;
       buildPhaseCargoCommand = ''
         cargoBuildLog=$(mktemp cargoBuildLogXXXX.json)
-        ${cargoCommand "test"} ${commonArgs.cargoExtraArgs} --no-run --test bdd \
+        cargoWithProfile test ${commonArgs.cargoExtraArgs} --no-run --test bdd \
           --message-format json-render-diagnostics >"$cargoBuildLog"
       '';
       installPhaseCommand = ''
@@ -102,7 +101,7 @@ let
       '';
       # buildPackage adds these hooks itself; without them panic locations
       # keep the vendored sources and the toolchain in the closure.
-      nativeBuildInputs = auditableInputs ++ [
+      nativeBuildInputs = [
         pkgs.jq
         craneLib.removeReferencesToVendoredSourcesHook
         craneLib.removeReferencesToRustToolchainHook

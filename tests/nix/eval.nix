@@ -164,12 +164,18 @@ let
       cargo-watch = tool "cargo-watch";
       # pkgs/by-name/ca/cargo-llvm-cov/package.nix (nixpkgs 0442288, stored
       # version): meta.broken = !(hostPlatform.isLinux && !targetPlatform.isRedox).
-      cargo-llvm-cov = drv "cargo-llvm-cov" {
-        meta = {
-          mainProgram = "cargo-llvm-cov";
-          broken = !isLinux;
+      # Like nixpkgs (pkgs/stdenv/generic/check-meta.nix), using a broken
+      # package's store path is an evaluation error.
+      cargo-llvm-cov =
+        drv "cargo-llvm-cov" {
+          meta = {
+            mainProgram = "cargo-llvm-cov";
+            broken = !isLinux;
+          };
+        }
+        // lib.optionalAttrs (!isLinux) {
+          outPath = throw "cargo-llvm-cov is marked as broken on ${system}";
         };
-      };
       cargo-auditable = tool "cargo-auditable";
       binutils-unwrapped = tool "binutils";
       # pkgs/top-level/stage.nix: pkgsStatic is the static musl cross set on
@@ -609,7 +615,8 @@ let
     packages = names packages;
     checks = names outputs.checks.${system};
     apps = mapAttrs (_: a: { inherit (a) type program; }) outputs.apps.${system};
-    devShell = map (p: p.name) outputs.devShells.${system}.default.packages;
+    # The store paths are forced, as instantiating the shell would.
+    devShell = map (p: builtins.seq p.outPath p.name) outputs.devShells.${system}.default.packages;
     devShellChecks = names outputs.devShells.${system}.default.checks;
     formatter = outputs.formatter.${system}.name;
     toolchain = {

@@ -5,10 +5,11 @@
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
     # crane has no inputs of its own: nothing to follow.
     crane.url = "github:ipetkov/crane";
-    nix2container = {
-      url = "github:nlewo/nix2container";
-      inputs.nixpkgs.follows = "nixpkgs";
-    };
+    # No `follows`: nix2container patches skopeo's vendored sources and pins
+    # its vendorHash against the nixpkgs of its own flake.lock, the only one
+    # its upstream tests; a nixpkgs skopeo bump broke them before. Its
+    # nixpkgs builds only skopeo and nix2container-bin (flake.lock: nixpkgs_2).
+    nix2container.url = "github:nlewo/nix2container";
     rust-overlay = {
       url = "github:oxalica/rust-overlay";
       inputs.nixpkgs.follows = "nixpkgs";

@@ -6,6 +6,7 @@
   craneLib,
   advisory-db,
   crate,
+  withCoverage,
 }:
 let
   inherit (crate) src commonArgs cargoArtifacts;
@@ -34,27 +35,12 @@ in
     jessy-bdd
     ;
 
-  # Unit, integration and BDD tests (bdd is a plain libtest target). The
-  # integration tests spawn the built binaries on 127.0.0.1.
+  # Unit, integration and BDD tests (bdd is a plain libtest target), on the
+  # target that ships (musl on Linux). The integration tests spawn the built
+  # binaries on 127.0.0.1.
   jessy-nextest = craneLib.cargoNextest (withDeps {
     __darwinAllowLocalNetworking = true;
   });
-
-  # Same tests, instrumented. cargo-llvm-cov rebuilds every crate with its
-  # own flags and target dir, so the shared artifacts would not help; it
-  # runs natively in the dev profile (the profiler runtime of the host
-  # target, and no `strip`), as `cargo llvm-cov nextest` does with rustup.
-  jessy-coverage = craneLib.cargoNextest (
-    crate.nativeArgs
-    // {
-      cargoArtifacts = null;
-      CARGO_PROFILE = "";
-      withLlvmCov = true;
-      cargoLlvmCovExtraArgs = "--lcov --output-path $out/lcov.info --fail-under-lines 80";
-      doInstallCargoArtifacts = false;
-      __darwinAllowLocalNetworking = true;
-    }
-  );
 
   jessy-clippy = craneLib.cargoClippy (withDeps {
     # Replaces the default "--all-targets", so it is repeated here.
@@ -85,4 +71,33 @@ in
     deadnix --no-lambda-pattern-names --fail ${nixSources}
     touch $out
   '';
+}
+// lib.optionalAttrs withCoverage {
+  # Same tests, instrumented. cargo-llvm-cov rebuilds every crate with its
+  # own flags and target dir, so the shared artifacts would not help; it
+  # runs natively in the dev profile (the profiler runtime of the host
+  # target, and no `strip`), as `cargo llvm-cov nextest` does with rustup.
+  jessy-coverage = craneLib.cargoNextest (
+    crate.nativeArgs
+    // {
+      cargoArtifacts = null;
+      CARGO_PROFILE = "";
+      withLlvmCov = true;
+      cargoLlvmCovExtraArgs = "--lcov --output-path $out/lcov.info --fail-under-lines 80";
+      doInstallCargoArtifacts = false;
+      __darwinAllowLocalNetworking = true;
+    }
+  );
+}
+// lib.optionalAttrs crate.auditable {
+  # cargo-auditable's crate list (its linker section, .dep-v0) is in both
+  # shipped binaries.
+  jessy-auditable =
+    pkgs.runCommand "jessy-auditable" { nativeBuildInputs = [ pkgs.binutils-unwrapped ]; }
+      ''
+        for exe in ${crate.jessy}/bin/*; do
+          readelf --section-headers "$exe" | grep -F .dep-v0
+        done
+        touch $out
+      '';
 }

@@ -16,6 +16,13 @@ let
   toolchain = import ./toolchain.nix { inherit lib rust-overlay; };
   craneLib = (crane.mkLib pkgs).overrideToolchain toolchain.forPkgs;
 
+  # cargo-llvm-cov is marked broken off Linux (nixpkgs
+  # pkgs/by-name/ca/cargo-llvm-cov/package.nix: the profiler runtime is
+  # disabled there), so the coverage check and the tool exist only where
+  # nixpkgs says they work.
+  usable = pkg: lib.meta.availableOn pkgs.stdenv.hostPlatform pkg && !(pkg.meta.broken or false);
+  withCoverage = usable pkgs.cargo-llvm-cov;
+
   crate = import ./packages.nix {
     inherit lib pkgs craneLib;
     inherit (toolchain) muslTarget;
@@ -34,6 +41,8 @@ let
     }
   );
 
+  # The image contents checks build the archives, which build the images:
+  # those are not listed on their own.
   checks =
     import ./checks.nix {
       inherit
@@ -42,6 +51,7 @@ let
         craneLib
         advisory-db
         crate
+        withCoverage
         ;
     }
     // images.checks or { };
@@ -72,7 +82,13 @@ in
   };
 
   devShells.default = import ./shells.nix {
-    inherit pkgs craneLib checks;
+    inherit
+      lib
+      pkgs
+      craneLib
+      checks
+      withCoverage
+      ;
     skopeo = n2c.skopeo-nix2container;
   };
 

@@ -1,4 +1,6 @@
-# The crate: filtered source, the one dependency build, and the packages.
+# The crate: the one dependency build and the packages, with the flags
+# deploy/build.json gives (features, cargo arguments, the Linux musl target,
+# its rustflags, cargo-auditable).
 {
   lib,
   pkgs,
@@ -6,43 +8,52 @@
   muslTarget,
 }:
 let
-  inherit (pkgs.stdenv.hostPlatform) isLinux;
+  build = lib.importJSON ../deploy/build.json;
+  inherit (pkgs.stdenv) hostPlatform;
 
-  root = ../.;
-  src = lib.fileset.toSource {
-    inherit root;
-    fileset = lib.fileset.unions [
-      # *.rs, Cargo.lock and every *.toml: Cargo.toml, rust-toolchain.toml,
-      # deny.toml (cargo-deny check), .config/nextest.toml (nextest check).
-      (craneLib.fileset.commonCargoSources root)
-      # include_str! in src/core/navigation/mod.rs
-      ../src/core/navigation/dimensions.json
-      # Read by the BDD suite at test run time, and shipped in jessy-test.
-      (lib.fileset.fileFilter (file: file.hasExt "feature") ../tests)
-    ];
-  };
-
+  src = import ./source.nix { inherit lib; };
   inherit (craneLib.crateNameFromCargoToml { inherit src; }) pname version;
 
-  # Native build settings; the coverage check uses these as they are.
+  # Native build settings; the coverage check uses these as they are. The
+  # same flags everywhere, so that one dependency build serves every
+  # derivation.
   nativeArgs = {
     inherit src pname version;
     strictDeps = true;
-    # The same flags everywhere, so that one dependency build serves every
-    # derivation (releases ship with OpenTelemetry export compiled in).
-    cargoExtraArgs = "--locked --features otel";
+    cargoExtraArgs = lib.concatStringsSep " " (
+      build.cargoArgs ++ [ "--features ${lib.concatStringsSep "," build.features}" ]
+    );
   };
 
   # On Linux everything is built as static musl executables: the images then
   # need no libc closure at all (no /nix/store in them).
-  commonArgs =
-    nativeArgs
-    // lib.optionalAttrs isLinux {
-      CARGO_BUILD_TARGET = muslTarget pkgs.stdenv.hostPlatform;
-      CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
-    };
+  target = muslTarget hostPlatform;
+  # C code built by the cc crate (libmimalloc-sys on musl) needs a C compiler
+  # for the musl target; cc-rs reads CC_<target> and AR_<target>. The same
+  # full paths crane sets for real cross builds (crane lib/mkCrossToolchainEnv.nix);
+  # pkgsStatic's compiler targets <cpu>-unknown-linux-musl and carries that
+  # prefix (nixpkgs pkgs/top-level/stage.nix pkgsStatic, cc-wrapper targetPrefix;
+  # cc-wrapper links its bintools, so <prefix>ar, into the same bin/).
+  muslCC = pkgs.pkgsStatic.stdenv.cc;
+  ccVar = tool: "${tool}_${builtins.replaceStrings [ "-" ] [ "_" ] target}";
+  linuxArgs = {
+    CARGO_BUILD_TARGET = target;
+    CARGO_BUILD_RUSTFLAGS = build.linux.rustflags;
+    ${ccVar "CC"} = "${muslCC}/bin/${muslCC.targetPrefix}cc";
+    ${ccVar "AR"} = "${muslCC}/bin/${muslCC.targetPrefix}ar";
+  };
+  commonArgs = nativeArgs // lib.optionalAttrs hostPlatform.isLinux linuxArgs;
 
-  # Built once, shared by the packages and every cargo check.
+  # `cargo auditable build` embeds the crate list in the binaries. Not with
+  # crane's cargoWithProfile: that puts --release right after its first word
+  # (crane lib/setupHooks/cargoHelperFunctionsHook.sh), i.e. between
+  # `auditable` and `build`, where cargo rejects it. Release is crane's
+  # default CARGO_PROFILE, so the dependency build's profile is the same.
+  auditable = hostPlatform.isLinux && build.linux.auditable;
+
+  # Built once, shared by the packages and every cargo check. Plain cargo:
+  # cargo-auditable wraps only the workspace crates' rustc
+  # (RUSTC_WORKSPACE_WRAPPER), so the dependencies' artifacts stay valid.
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;
 
   # Both binaries in one cargo build; the tests run in the nextest check.
@@ -50,6 +61,9 @@ let
     commonArgs
     // {
       inherit cargoArtifacts;
+      cargoBuildCommand =
+        if auditable then "cargo auditable build --release" else "cargoWithProfile build";
+      nativeBuildInputs = lib.optional auditable pkgs.cargo-auditable;
       doCheck = false;
       meta.mainProgram = "jessy-core";
     }
@@ -67,9 +81,11 @@ let
       '';
 
   # The compiled BDD suite for the jessy-test image: the test executable
-  # cargo reports in its JSON messages, plus the feature files.
+  # cargo reports in its JSON messages, plus the feature files. Plain cargo:
+  # cargo-auditable embeds its section in binaries, not in libtest
+  # executables (`cargo auditable test --no-run` leaves no .dep-v0).
   jessy-bdd = craneLib.mkCargoDerivation (
-    commonArgs
+    builtins.removeAttrs commonArgs [ "cargoExtraArgs" ]
     // {
       inherit cargoArtifacts;
       pnameSuffix = "-bdd";
@@ -81,19 +97,12 @@ let
           --message-format json-render-diagnostics >"$cargoBuildLog"
       '';
       installPhaseCommand = ''
-        bdd=$(${lib.getExe pkgs.jq} -r 'select(.reason == "compiler-artifact"
-          and .target.name == "bdd" and .target.kind == ["test"]) | .executable' "$cargoBuildLog")
-        if [ ! -x "$bdd" ]; then
-          echo "no single bdd test executable in $cargoBuildLog: '$bdd'" >&2
-          exit 1
-        fi
-        install -Dm755 "$bdd" $out/bin/jessy-bdd
-        mkdir -p $out/share/jessy
-        cp -r tests/features $out/share/jessy/features
+        bash ${../scripts/image/install-bdd.sh} "$cargoBuildLog" tests/features "$out"
       '';
-      # buildPackage adds these itself; without them panic locations keep
-      # the vendored sources and the toolchain in the closure.
+      # buildPackage adds these hooks itself; without them panic locations
+      # keep the vendored sources and the toolchain in the closure.
       nativeBuildInputs = [
+        pkgs.jq
         craneLib.removeReferencesToVendoredSourcesHook
         craneLib.removeReferencesToRustToolchainHook
       ];
@@ -105,6 +114,7 @@ in
   inherit
     src
     version
+    auditable
     nativeArgs
     commonArgs
     cargoArtifacts

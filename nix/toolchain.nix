@@ -4,9 +4,12 @@
 let
   file = ../rust-toolchain.toml;
   fromFile = (lib.importTOML file).toolchain;
+  build = lib.importJSON ../deploy/build.json;
 
-  # Static musl triple of a Linux platform; the images ship these binaries.
-  muslTarget = platform: "${platform.parsed.cpu.name}-unknown-linux-musl";
+  # Static musl triple of a Linux platform, from deploy/build.json's
+  # "{cpu}-unknown-linux-musl"; the images ship these binaries.
+  muslTarget =
+    platform: builtins.replaceStrings [ "{cpu}" ] [ platform.parsed.cpu.name ] build.linux.target;
 in
 {
   inherit muslTarget;

@@ -1,6 +1,7 @@
 //! The process's own resource usage, read from the OS (`/proc/self`) at the
-//! moment it is asked for — never a constant. On systems without `/proc`
-//! every reading is `None` and the metrics are simply absent.
+//! moment it is asked for — never a constant. Linux only: on every other
+//! system (macOS has no `/proc`) each reading is `None`, so `/status` reports
+//! `memory_rss_bytes: null` and the `process_*` metrics are absent.
 
 use std::fmt::Write as _;
 
@@ -17,8 +18,17 @@ fn virtual_memory_bytes() -> Option<u64> {
     status_kib("VmSize:").map(|kib| kib * 1024)
 }
 
+/// A file under `/proc`, on Linux only (the formats below are Linux's).
+fn read_proc(path: &str) -> Option<String> {
+    if cfg!(target_os = "linux") {
+        std::fs::read_to_string(path).ok()
+    } else {
+        None
+    }
+}
+
 fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = read_proc("/proc/self/status")?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field))
@@ -29,7 +39,7 @@ fn status_kib(field: &str) -> Option<u64> {
 /// Fields of `/proc/self/stat` after the command name (which may contain
 /// spaces and parentheses, so split after the last `)`).
 fn stat_fields() -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = read_proc("/proc/self/stat")?;
     let after = &stat[stat.rfind(')')? + 1..];
     Some(after.split_whitespace().map(str::to_owned).collect())
 }
@@ -47,8 +57,7 @@ fn cpu_seconds() -> Option<f64> {
 fn start_time_seconds() -> Option<f64> {
     let f = stat_fields()?;
     let start_ticks: f64 = f.get(19)?.parse().ok()?; // field 22
-    let boot_time: f64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
+    let boot_time: f64 = read_proc("/proc/stat")?
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
@@ -58,11 +67,14 @@ fn start_time_seconds() -> Option<f64> {
 }
 
 fn open_fds() -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
 
 fn max_fds() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let limits = read_proc("/proc/self/limits")?;
     limits
         .lines()
         .find_map(|l| l.strip_prefix("Max open files"))
@@ -163,5 +175,17 @@ mod tests {
             );
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
         }
+    }
+}
+
+#[cfg(all(test, not(target_os = "linux")))]
+mod tests_elsewhere {
+    use super::*;
+
+    #[test]
+    fn nothing_is_reported_without_proc() {
+        assert_eq!(resident_memory_bytes(), None);
+        assert_eq!(open_fds(), None);
+        assert_eq!(prometheus_text(), "");
     }
 }

@@ -63,7 +63,25 @@ let
     importJSON = p: builtins.fromJSON (builtins.readFile p);
     getExe = d: "${d}/bin/${d.meta.mainProgram}";
     lists.optional = optional;
-    strings.escapeShellArg = s: "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] s}'";
+    # lib/strings.nix: quoted only when it has to be.
+    escapeShellArg =
+      arg:
+      let
+        string = toString arg;
+      in
+      if match "[[:alnum:],._+:@%/-]+" string == null then
+        "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] string}'"
+      else
+        string;
+    escapeShellArgs = concatMapStringsSep " " escapeShellArg;
+    strings.escapeShellArg = escapeShellArg;
+    inherit (builtins) any all concatStringsSep;
+    # lib/meta.nix availableOn (string patterns of meta.platforms only;
+    # `broken` is not looked at, as in nixpkgs).
+    meta.availableOn =
+      platform: pkg:
+      ((!pkg ? meta.platforms) || builtins.elem platform.system pkg.meta.platforms)
+      && !(builtins.elem platform.system (pkg.meta.badPlatforms or [ ]));
     warnIf = c: msg: x: if c then builtins.trace "warning: ${msg}" x else x;
     throwIf = c: msg: x: if c then throw msg else x;
     traceIf = c: msg: x: if c then builtins.trace msg x else x;
@@ -94,6 +112,7 @@ let
           outPath = toString root;
           _isLibCleanSourceWith = true;
           origSrc = root;
+          inherit fileset;
         };
       unions = filesets: check (builtins.all (f: builtins.isAttrs f || builtins.pathExists f) filesets) "fileset.unions: a path does not exist" filesets;
       fileFilter = predicate: path: check (builtins.pathExists path) "fileset.fileFilter: ${toString path} does not exist" {
@@ -143,7 +162,29 @@ let
       deadnix = tool "deadnix";
       cargo-nextest = tool "cargo-nextest";
       cargo-watch = tool "cargo-watch";
-      cargo-llvm-cov = tool "cargo-llvm-cov";
+      # pkgs/by-name/ca/cargo-llvm-cov/package.nix (nixpkgs 0442288, stored
+      # version): meta.broken = !(hostPlatform.isLinux && !targetPlatform.isRedox).
+      # Like nixpkgs (pkgs/stdenv/generic/check-meta.nix), using a broken
+      # package's store path is an evaluation error.
+      cargo-llvm-cov =
+        drv "cargo-llvm-cov" {
+          meta = {
+            mainProgram = "cargo-llvm-cov";
+            broken = !isLinux;
+          };
+        }
+        // lib.optionalAttrs (!isLinux) {
+          outPath = throw "cargo-llvm-cov is marked as broken on ${system}";
+        };
+      cargo-auditable = tool "cargo-auditable";
+      binutils-unwrapped = tool "binutils";
+      # pkgs/top-level/stage.nix: pkgsStatic is the static musl cross set on
+      # Linux (crossSystem parsed = makeMuslParsedPlatform), the same set
+      # elsewhere; cc-wrapper's targetPrefix is "<target config>-" only when
+      # the target differs from the host.
+      pkgsStatic.stdenv.cc = drv "static-cc-wrapper" {
+        targetPrefix = if isLinux then "${cpu}-unknown-linux-musl-" else "";
+      };
       cargo-deny = tool "cargo-deny";
       cargo-audit = tool "cargo-audit";
       docker-compose = tool "docker-compose";
@@ -205,6 +246,11 @@ let
     "CARGO_BUILD_RUSTFLAGS"
     "CARGO_PROFILE"
     "__darwinAllowLocalNetworking"
+    # cc-rs's C compiler and archiver for the musl target.
+    "CC_x86_64_unknown_linux_musl"
+    "AR_x86_64_unknown_linux_musl"
+    "CC_aarch64_unknown_linux_musl"
+    "AR_aarch64_unknown_linux_musl"
   ];
   # What each crane 2c71e19 lib/<builder>.nix reads from its arguments.
   craneArgs = {
@@ -229,8 +275,8 @@ let
       "installPhaseCommand"
       "cargoVendorDir"
     ];
-    # cargoExtraArgs: not read by mkCargoDerivation, passed through as an
-    # (unused) environment variable.
+    # Not cargoExtraArgs: mkCargoDerivation does not read it, it would only
+    # become an unused environment variable.
     mkCargoDerivation = [
       "cargoArtifacts"
       "buildPhaseCargoCommand"
@@ -238,7 +284,6 @@ let
       "installPhaseCommand"
       "pnameSuffix"
       "cargoVendorDir"
-      "cargoExtraArgs"
     ];
     cargoNextest = [
       "cargoArtifacts"
@@ -518,7 +563,15 @@ let
       doCheck = null;
       pnameSuffix = null;
       advisory-db = null;
+      cargoBuildCommand = null;
+      CC_x86_64_unknown_linux_musl = null;
+      AR_x86_64_unknown_linux_musl = null;
+      CC_aarch64_unknown_linux_musl = null;
+      AR_aarch64_unknown_linux_musl = null;
     } d.craneArgs
+    // {
+      nativeBuildInputs = map (p: p.name) (d.craneArgs.nativeBuildInputs or [ ]);
+    }
     // intersectAttrs {
       buildPhaseCargoCommand = null;
       checkPhaseCargoCommand = null;
@@ -545,6 +598,7 @@ let
             json = "${image}";
             inherit (image) script;
             copyToRoot = map (p: p.name) (lib.toList a.copyToRoot);
+            perms = map (p: p // { path = p.path.name; }) (a.perms or [ ]);
             layers = map (l: {
               copyToRoot = map (p: p.name) (lib.toList (l.copyToRoot or [ ]));
               perms = map (p: p // { path = p.path.name; }) (l.perms or [ ]);
@@ -561,7 +615,8 @@ let
     packages = names packages;
     checks = names outputs.checks.${system};
     apps = mapAttrs (_: a: { inherit (a) type program; }) outputs.apps.${system};
-    devShell = map (p: p.name) outputs.devShells.${system}.default.packages;
+    # The store paths are forced, as instantiating the shell would.
+    devShell = map (p: builtins.seq p.outPath p.name) outputs.devShells.${system}.default.packages;
     devShellChecks = names outputs.devShells.${system}.default.checks;
     formatter = outputs.formatter.${system}.name;
     toolchain = {
@@ -580,6 +635,52 @@ in
     jessy-api-image = null;
     jessy-test-image = null;
   } p)) outputs.packages;
+  # The source fileset of the packages: exact files (relative to the
+  # repository) and, for each extension filter, its directory and which of
+  # these extensions it keeps.
+  source =
+    let
+      root = toString ../..;
+      rel = p: builtins.substring (builtins.stringLength root + 1) (-1) (toString p);
+      exts = [
+        "rs"
+        "toml"
+        "feature"
+        "json"
+        "lock"
+        "md"
+        "nix"
+      ];
+      describe =
+        f:
+        if builtins.isAttrs f && f ? predicate then
+          {
+            dir = rel f.path;
+            keeps = filter (
+              ext:
+              f.predicate {
+                name = "x.${ext}";
+                hasExt = e: e == ext;
+              }
+            ) exts;
+          }
+        else
+          { file = rel f; };
+    in
+    map describe outputs.packages.x86_64-linux.jessy.craneArgs.src.fileset;
+  # The image contents checks: their script and what it needs.
+  contents = mapAttrs (
+    _: c:
+    mapAttrs (_: d: {
+      inherit (d) name script;
+      nativeBuildInputs = map (p: p.name) d.nativeBuildInputs;
+    }) (intersectAttrs {
+      jessy-core-image-contents = null;
+      jessy-api-image-contents = null;
+      jessy-test-image-contents = null;
+    } c)
+  ) outputs.checks;
+  auditable = mapAttrs (_: c: c.jessy-auditable.script or null) outputs.checks;
   archives = mapAttrs (_: p: mapAttrs (_: a: { inherit (a) name script; }) (intersectAttrs {
     image = null;
     image-api = null;

@@ -28,7 +28,12 @@ need = command -v $(1) >/dev/null 2>&1 || { echo "make: '$(1)' not found; instal
 need-cargo = cargo $(1) --version >/dev/null 2>&1 || { echo "make: 'cargo $(1)' not found; install it: cargo install --locked $(2) (or use 'make shell')" >&2; exit 127; }
 NEED_COMPOSE = [ -n "$(COMPOSE)" ] || { echo "make: Docker Compose not found; install the Docker Compose plugin (docker-compose-plugin) or docker-compose" >&2; exit 127; }
 NEED_DOCKER = $(call need,docker,Docker Engine: https://docs.docker.com/engine/install/)
-NEED_NIX = $(call need,nix,Nix with flakes: https://nixos.org/download (or use 'make run-local' / 'make test-all' without Nix))
+# Flakes and `nix` commands are enabled per call, so a default Nix install
+# works; crane (the flake's builder) wants Nix 2.31 or later.
+NIX = nix --extra-experimental-features 'nix-command flakes'
+NEED_NIX = $(call need,nix,Nix: https://nixos.org/download (or use 'make run-local' / 'make test-all' without Nix)); \
+  v=$$(nix --version | grep -oE '[0-9]+\.[0-9]+(\.[0-9]+)?' | head -n1); \
+  printf '2.31\n%s\n' "$$v" | sort -V -C || { echo "make: Nix $$v found; the flake needs Nix 2.31 or later: https://nixos.org/download (or use 'make run-local' / 'make test-all' without Nix)" >&2; exit 127; }
 NEED_CARGO = $(call need,cargo,Rust: https://rustup.rs (or use 'make shell'))
 
 # ------------------------------------------------------------------ help ----
@@ -111,9 +116,9 @@ urls: ## Print the URLs of the running stack
 build: ## Build the three images with Nix and load them into Docker
 	@$(NEED_NIX)
 	@$(NEED_DOCKER)
-	nix build .#image -o result-core
-	nix build .#image-api -o result-api
-	nix build .#image-test -o result-test
+	$(NIX) build .#image -o result-core
+	$(NIX) build .#image-api -o result-api
+	$(NIX) build .#image-test -o result-test
 	@$(MAKE) load
 
 # A result is a docker-archive tarball (docker load < result), a streaming
@@ -124,7 +129,7 @@ load: ## Load already built images (result-core, result-api, result-test) into D
 	  f=result-$${pair%%:*}; attr=$${pair#*:}; \
 	  [ -e "$$f" ] || { echo "make: $$f missing; run 'make build' first" >&2; exit 1; }; \
 	  if [ -f "$$f" ] && head -c 2 "$$f" | grep -q '#!'; then echo "$$f | docker load"; "./$$f" | docker load; \
-	  elif [ -f "$$f" ] && head -c 1 "$$f" | grep -q '{'; then echo "nix run .#$$attr.copyToDockerDaemon"; nix run ".#$$attr.copyToDockerDaemon"; \
+	  elif [ -f "$$f" ] && head -c 1 "$$f" | grep -q '{'; then echo "nix run .#$$attr.copyToDockerDaemon"; $(NIX) run ".#$$attr.copyToDockerDaemon"; \
 	  else echo "docker load < $$f"; docker load < "$$f"; fi; \
 	done
 
@@ -133,19 +138,25 @@ rebuild: build ## build, then recreate the running containers from the new image
 	$(DC) up -d --force-recreate
 	@$(MAKE) wait urls
 
-##@ Without Nix (cargo + docker only)
-.PHONY: run-local test-all images
-run-local: ## Build release binaries, assemble the images (docker import), start the stack
+##@ Without Nix (Rust + Docker only)
+.PHONY: run-local test-all images provision
+run-local: ## Set up and run: the shipped static images (built here), the stack, wait until healthy
+	@$(NEED_DOCKER)
+	scripts/provision.sh run
 	@$(NEED_COMPOSE)
-	tests/e2e/build-images.sh
+	scripts/build-images.sh
 	$(DC) up -d
 	@$(MAKE) wait urls
 
-images: ## Only assemble the images from release binaries (tests/e2e/build-images.sh)
-	tests/e2e/build-images.sh
+images: ## Build the images as the flake does (static musl, skopeo archives, docker load); --test: TEST=1
+	scripts/build-images.sh $(if $(TEST),--test)
 
-test-all: ## The whole suite: fmt, clippy, coverage-gated tests, deny, lints, end-to-end
+test-all: ## The whole suite: installs what it needs (scripts/provision.sh), then scripts/test-all.sh
+	scripts/provision.sh test
 	scripts/test-all.sh
+
+provision: ## Only install what test-all needs (pinned; says what it will do first)
+	scripts/provision.sh test
 
 ##@ Tests and checks
 .PHONY: bench bench-instr test test-unit test-integration test-bdd test-e2e lint-deploy coverage fmt clippy ci watch
@@ -182,11 +193,8 @@ test-e2e: ## End-to-end suite against the compose stack (needs the images)
 lint-deploy: ## Static checks of compose, Prometheus and Grafana configuration
 	tests/e2e/run.sh --static
 
-coverage: ## Tests with line coverage; fails under 80%
-	@$(NEED_CARGO)
-	@$(call need-cargo,llvm-cov,cargo-llvm-cov)
-	@$(call need-cargo,nextest,cargo-nextest)
-	cargo llvm-cov nextest --fail-under-lines 80 $(CARGO_FLAGS)
+coverage: ## Tests with line coverage; fails under 80% (as the flake's check, in its sandbox rehearsal)
+	scripts/sandbox-checks.sh coverage
 
 fmt: ## Format the Rust code
 	@$(NEED_CARGO)
@@ -198,7 +206,7 @@ clippy: ## Lint with clippy; warnings are errors
 
 ci: ## What CI runs: every Nix check (build, tests, clippy, fmt, deny, ...)
 	@$(NEED_NIX)
-	nix flake check -L
+	$(NIX) flake check -L
 
 watch: ## Re-run the tests on every change (bacon, else cargo-watch)
 	@if command -v bacon >/dev/null 2>&1; then bacon nextest; \
@@ -209,7 +217,7 @@ watch: ## Re-run the tests on every change (bacon, else cargo-watch)
 .PHONY: shell clean
 shell: ## Enter the Nix development shell (toolchain and every tool above)
 	@$(NEED_NIX)
-	nix develop
+	$(NIX) develop
 
 clean: ## Remove the stack with its volumes, and the Nix result links
 	@if [ -n "$(COMPOSE)" ]; then $(DC) --profile test --profile monitor down -v --remove-orphans; fi

@@ -88,7 +88,7 @@ binary=$(jq -r --arg n "$name" '.images[$n].binary' "$spec")
 has "^-rwxr-xr-x .* \\.?/?bin/$binary\$" "/bin/$binary missing or not mode 0755"
 features_dir=$(jq -r --arg n "$name" '.images[$n].features_dir // empty' "$spec")
 if [ -n "$features_dir" ]; then
-  has " \\.?${features_dir}/[^/]+\\.feature\$" "no .feature file under $features_dir"
+  has " \\.?/?${features_dir#/}/[^/]+\\.feature\$" "no .feature file under $features_dir"
 fi
 if grep -Eq '/(ba|da|z|k|c|tc)?sh$|/busybox$| \.?/?nix/store/.|/ld-(linux|musl)[^/]*$|/lib[^/]*\.so(\.[0-9]+)*$' listing; then
   grep -E '/(ba|da|z|k|c|tc)?sh$|/busybox$| \.?/?nix/store/.|/ld-(linux|musl)[^/]*$|/lib[^/]*\.so(\.[0-9]+)*$' listing >&2

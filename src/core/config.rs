@@ -29,8 +29,9 @@ pub enum CoreCommand {
 /// Configuration of jessy-core.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoreConfig {
-    /// Address to listen on.
-    #[arg(long, env = "JESSY_HOST", default_value = "0.0.0.0")]
+    /// Address to listen on: loopback unless told otherwise (the images
+    /// set 0.0.0.0, which a container needs to be reachable).
+    #[arg(long, env = "JESSY_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
 
     /// Port to listen on (0 picks a free one).

@@ -30,10 +30,8 @@ cd "$root" || exit 1
 CORE_IMAGE=${CORE_IMAGE:-jessy-core:latest}
 API_IMAGE=${API_IMAGE:-jessy-api:latest}
 WAIT=${KUBE_PLAY_TIMEOUT:-90}
-# The build machines need the project's podman settings (no CAP_SYS_RESOURCE, cgroupfs).
-if [ -z "${CONTAINERS_CONF:-}" ] && [ -f "$root/../shared/containers.conf" ]; then
-  export CONTAINERS_CONF="$root/../shared/containers.conf"
-fi
+# podman settings of the project's own (no default ulimits, cgroupfs): see the file.
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/tests/k8s/containers.conf}
 VOL_PREFIX=jessy-kube-play
 copied=()
 

@@ -110,7 +110,10 @@ dump("bad-field", lambda d: d["spec"]["template"]["spec"]["containers"][0].updat
 dump("bad-grace", lambda d: d["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=10))
 dump("bad-root", lambda d: d["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False))
 EOF
-if kubernetes-validate --strict --quiet "$tmp/bad-field.yaml" >/dev/null 2>&1; then
+# Only a validator that ran can pass its self-test (a missing one failed above).
+if ! command -v kubernetes-validate >/dev/null; then
+  echo "skip self-test: kubernetes-validate is not installed"
+elif kubernetes-validate --strict --quiet "$tmp/bad-field.yaml" >/dev/null 2>&1; then
   fail "self-test: kubernetes-validate --strict accepted an unknown field (livenesProbe)"
 else
   ok "self-test: kubernetes-validate --strict rejects an unknown field"

@@ -73,16 +73,18 @@ if [ "$purpose" = test ]; then
   rustup component list --installed | grep -q '^llvm-tools' || rust_missing+=("component llvm-tools-preview")
 fi
 missing_cargo=()
+installed=$(cargo install --list 2>/dev/null || true)
 for t in "${cargo_tools[@]}"; do
   IFS=: read -r spec bin minutes <<<"$t"
-  if ! have "$bin" || ! "$bin" --version 2>/dev/null | grep -qF "${spec#*@}"; then
+  # Installed by cargo at the pinned version (cargo-auditable has no --version).
+  if ! have "$bin" || ! grep -qxF "${spec%@*} v${spec#*@}:" <<<"$installed"; then
     missing_cargo+=("$spec:$minutes")
   fi
 done
 missing_py=()
+frozen=$("$VENV/bin/python" -m pip freeze 2>/dev/null || true)
 for p in "${python_tools[@]}"; do
-  "$VENV/bin/python" -m pip show -q "${p%%==*}" 2>/dev/null | grep -q . ||
-    [ -n "$("$VENV/bin/python" -m pip freeze 2>/dev/null | grep -ixF "$p")" ] || missing_py+=("$p")
+  grep -qixF "$p" <<<"$frozen" || missing_py+=("$p")
 done
 
 # --------------------------------------------------------- say it up front --

@@ -82,7 +82,16 @@ sysroot=$(rustc --print sysroot)
 tools=$box/tools
 rm -rf "$tools"
 mkdir -p "$tools"
-for tool in cargo-nextest cargo-llvm-cov cargo-audit cargo-deny cargo-auditable musl-gcc; do
+case "$check" in
+  build) needed=(cargo-auditable musl-gcc) ;;
+  nextest) needed=(cargo-nextest musl-gcc) ;;
+  clippy | doc) needed=(musl-gcc) ;;
+  coverage) needed=(cargo-llvm-cov cargo-nextest) ;;
+  audit) needed=(cargo-audit) ;;
+  deny) needed=(cargo-deny) ;;
+  fmt) needed=() ;;
+esac
+for tool in "${needed[@]}"; do
   path=$(command -v "$tool") || die "$tool not found: scripts/provision.sh test installs it"
   ln -s "$path" "$tools/$tool"
 done

@@ -47,6 +47,11 @@ pub struct CommonConfig {
     /// Only honoured by binaries built with the `otel` feature.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_optional_url)]
     pub otel_endpoint: Option<OptionalUrl>,
+
+    /// Service name on exported traces; unset or empty = jessy-core / jessy-api.
+    /// Only honoured by binaries built with the `otel` feature.
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
 }
 
 impl CommonConfig {
@@ -71,6 +76,14 @@ impl CommonConfig {
     /// The OTLP endpoint, if one was configured and is not empty.
     pub fn otel_endpoint(&self) -> Option<&str> {
         self.otel_endpoint.as_ref().and_then(|u| u.0.as_deref())
+    }
+
+    /// The trace service name, if one was configured and is not empty.
+    pub fn otel_service_name(&self) -> Option<&str> {
+        self.otel_service_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
     }
 }
 
@@ -415,6 +428,24 @@ mod tests {
             parse_optional_url("http://jaeger:4317"),
             Ok(OptionalUrl(Some("http://jaeger:4317".into())))
         );
+    }
+
+    #[derive(clap::Parser, Debug)]
+    #[command(name = "common")]
+    struct Common {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    #[test]
+    fn otel_service_name_is_a_documented_option_and_empty_means_default() {
+        use clap::{CommandFactory, Parser};
+        let help = Common::command().render_long_help().to_string();
+        assert!(help.contains("OTEL_SERVICE_NAME"), "{help}");
+        let named = Common::try_parse_from(["common", "--otel-service-name", "edge"]).unwrap();
+        assert_eq!(named.common.otel_service_name(), Some("edge"));
+        let empty = Common::try_parse_from(["common", "--otel-service-name", " "]).unwrap();
+        assert_eq!(empty.common.otel_service_name(), None);
     }
 
     #[derive(clap::Parser, Debug)]

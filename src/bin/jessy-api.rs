@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             "jessy-api",
             config.common.log_format,
             config.common.otel_endpoint(),
+            config.common.otel_service_name(),
         );
         let app = match Application::build(&config).await {
             Ok(app) => app,

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             "jessy-core",
             config.common.log_format,
             config.common.otel_endpoint(),
+            config.common.otel_service_name(),
         );
         let app = match Application::build(&config).await {
             Ok(app) => app,

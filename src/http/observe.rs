@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, Uri};
@@ -138,7 +138,7 @@ impl Observation {
             .0
             .record_request(route, &self.method, status, elapsed);
 
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let latency_ms = latency_ms(elapsed);
         // Recorded as strings, not through `Display`: the formatting
         // machinery was a third of the cost of writing the line.
         let (request_id, method, path) = (
@@ -168,6 +168,17 @@ impl Observation {
             }
         });
     }
+}
+
+/// `elapsed` in milliseconds, rounded to the microsecond. A plain
+/// `as_secs_f64() * 1000.0` carries binary noise into the log line
+/// (`0.050544000000000006`); an integer count of microseconds divided by
+/// 1000 is the double nearest to a 3-decimal number, which prints as one
+/// (`0.051`).
+fn latency_ms(elapsed: Duration) -> f64 {
+    let micros = (elapsed.as_nanos() + 500) / 1000;
+    // u128 -> f64: exact below 2^53 µs (285 years).
+    micros as f64 / 1000.0
 }
 
 /// Route layer (`Router::route_layer`): reports which route template matched
@@ -231,5 +242,35 @@ where
             res.extensions_mut().insert(RouteLabel(route));
         }
         Poll::Ready(Ok(res))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_rounded_to_the_microsecond() {
+        // 0.050544 ms, which `as_secs_f64() * 1000.0` writes as 0.050544000000000006.
+        let noisy = Duration::from_nanos(50_544);
+        assert_eq!(latency_ms(noisy), 0.051);
+        assert_eq!(latency_ms(noisy).to_string(), "0.051");
+        // As the JSON log line writes it (src/telemetry/json_format.rs).
+        assert_eq!(
+            zmij::Buffer::new().format_finite(latency_ms(noisy)),
+            "0.051"
+        );
+        assert_eq!(latency_ms(Duration::from_nanos(50_499)).to_string(), "0.05");
+        assert_eq!(latency_ms(Duration::ZERO).to_string(), "0");
+        assert_eq!(
+            latency_ms(Duration::from_micros(1_234_567)).to_string(),
+            "1234.567"
+        );
+        // Every microsecond count up to ten seconds prints with at most 3 decimals.
+        for micros in (0..10_000_000_u64).step_by(997) {
+            let text = latency_ms(Duration::from_micros(micros)).to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 3, "{micros} µs printed as {text}");
+        }
     }
 }

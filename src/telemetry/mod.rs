@@ -42,20 +42,25 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber. Call once, inside the Tokio runtime (the
 /// gRPC exporter needs it).
+/// `service_name` (`OTEL_SERVICE_NAME`) replaces `service` on exported
+/// traces; log lines and messages keep `service`.
 pub fn init(
     service: &'static str,
     format: LogFormat,
     otel_endpoint: Option<&str>,
+    service_name: Option<&str>,
 ) -> TelemetryGuard {
     #[cfg(feature = "otel")]
     {
-        let provider = otel_endpoint.and_then(|endpoint| match otel::provider(service, endpoint) {
-            Ok(provider) => Some(provider),
-            Err(err) => {
-                eprintln!("{service}: trace export disabled: {err}");
-                None
-            }
-        });
+        let trace_name = service_name.unwrap_or(service).to_owned();
+        let provider =
+            otel_endpoint.and_then(|endpoint| match otel::provider(trace_name, endpoint) {
+                Ok(provider) => Some(provider),
+                Err(err) => {
+                    eprintln!("{service}: trace export disabled: {err}");
+                    None
+                }
+            });
         let layer = provider.as_ref().map(|p| {
             use opentelemetry::trace::TracerProvider as _;
             tracing_opentelemetry::layer()
@@ -70,6 +75,7 @@ pub fn init(
     }
     #[cfg(not(feature = "otel"))]
     {
+        let _ = service_name;
         let _ = logs(format).try_init();
         if let Some(endpoint) = otel_endpoint {
             tracing::warn!(
@@ -156,19 +162,17 @@ mod otel {
     use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+    /// `service_name` is the configured `OTEL_SERVICE_NAME` (already read
+    /// by clap, so `--otel-service-name` works too), else the binary's name.
     pub fn provider(
-        service: &'static str,
+        service_name: String,
         endpoint: &str,
     ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()?;
-        // OTEL_SERVICE_NAME, when set, wins over the built-in name.
-        let mut resource = opentelemetry_sdk::Resource::builder();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-            resource = resource.with_service_name(service);
-        }
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name);
         Ok(SdkTracerProvider::builder()
             .with_resource(resource.build())
             .with_batch_exporter(exporter)

@@ -60,6 +60,13 @@ fn help_and_version_exit_zero() {
         help.contains("JESSY_PORT") && help.contains("healthcheck"),
         "{help}"
     );
+    // Every variable the binaries read is documented in --help.
+    for bin in [CORE_BIN, API_BIN] {
+        let out = Command::new(bin).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("OTEL_SERVICE_NAME"), "{bin}: {help}");
+    }
     let out = Command::new(API_BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));

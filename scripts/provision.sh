@@ -33,7 +33,8 @@ VENV=$ROOT/.venv
 say() { printf 'provision: %s\n' "$*" >&2; }
 
 # ------------------------------------------------------------ what is needed --
-# Pinned versions; each cargo tool with its rough install time on 2 cores.
+# Pinned versions; each cargo tool as crate@version:binary:rough install
+# time on 2 cores[:extra cargo install arguments].
 cargo_tools=("cargo-auditable@0.7.7:cargo-auditable:1 min")
 python_tools=()
 apt=()
@@ -54,7 +55,8 @@ if [ "$purpose" = test ]; then
     "cargo-deny@0.20.2:cargo-deny:5 min"
     "cargo-audit@0.22.2:cargo-audit:8 min"
     "deadnix@1.3.1:deadnix:1 min"
-    "mdbook@0.5.4:mdbook:3 min"
+    # serve/watch are not needed to build the book: a third of the build.
+    "mdbook@0.5.4:mdbook:2 min:--no-default-features --features search"
   )
   python_tools=("check-jsonschema==0.39.0" "zizmor==1.32.0" "kubernetes-validate==1.37.0" "PyYAML==6.0.3")
   need_apt nix-instantiate nix-bin  # parses and evaluates the .nix files (no nixpkgs here)
@@ -75,10 +77,10 @@ fi
 missing_cargo=()
 installed=$(cargo install --list 2>/dev/null || true)
 for t in "${cargo_tools[@]}"; do
-  IFS=: read -r spec bin minutes <<<"$t"
+  IFS=: read -r spec bin minutes _ <<<"$t"
   # Installed by cargo at the pinned version (cargo-auditable has no --version).
   if ! have "$bin" || ! grep -qxF "${spec%@*} v${spec#*@}:" <<<"$installed"; then
-    missing_cargo+=("$spec:$minutes")
+    missing_cargo+=("$t")
   fi
 done
 missing_py=()
@@ -95,7 +97,10 @@ fi
 say "'$purpose' needs, and will install:"
 [ ${#apt[@]} -eq 0 ] || say "  system packages (apt, needs root): ${apt[*]}"
 [ ${#rust_missing[@]} -eq 0 ] || say "  rustup: ${rust_missing[*]}"
-for t in "${missing_cargo[@]}"; do say "  cargo install --locked ${t%%:*} into $CARGO_BIN (about ${t##*:})"; done
+for t in "${missing_cargo[@]}"; do
+  IFS=: read -r spec _ minutes extra <<<"$t"
+  say "  cargo install --locked $spec${extra:+ $extra} into $CARGO_BIN (about $minutes)"
+done
 [ ${#missing_py[@]} -eq 0 ] || say "  into $VENV: ${missing_py[*]}"
 if [ "$check_only" = 1 ]; then exit 1; fi
 
@@ -119,9 +124,10 @@ for r in "${rust_missing[@]}"; do
   rustup ${r%% *} add ${r#* }
 done
 for t in "${missing_cargo[@]}"; do
-  spec=${t%%:*}
-  say "cargo install --locked $spec"
-  cargo install --locked --quiet "$spec"
+  IFS=: read -r spec _ _ extra <<<"$t"
+  say "cargo install --locked $spec${extra:+ $extra}"
+  # shellcheck disable=SC2086 # extra holds several arguments
+  cargo install --locked --quiet "$spec" $extra
 done
 if [ ${#missing_py[@]} -gt 0 ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

@@ -42,7 +42,7 @@ die() { echo "sandbox: $*" >&2; exit 1; }
 check=${1:-}
 case "$check" in
   build | nextest | clippy | doc | fmt | coverage | audit | deny) ;;
-  *) sed -n '20,38p' "$0" >&2; exit 2 ;;
+  *) sed -n '18,35p' "$0" >&2; exit 2 ;;
 esac
 
 desc=deploy/build.json

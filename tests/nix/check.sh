@@ -66,7 +66,7 @@ python3 tests/nix/test_flake_eval.py || fail "flake evaluation test"
 step "no Dockerfile"
 mapfile -t dockerfiles < <(repo_files -type f \( -iname 'Dockerfile*' -o -iname '*.dockerfile' -o -iname 'Containerfile*' \))
 if [ "${#dockerfiles[@]}" -gt 0 ]; then
-  fail "Dockerfile(s) found: ${dockerfiles[*]} (images come from nix/images.nix or tests/e2e/build-images.sh)"
+  fail "Dockerfile(s) found: ${dockerfiles[*]} (images come from nix/images.nix or scripts/build-images.sh)"
 else
   echo "ok  none"
 fi

@@ -26,6 +26,9 @@ let
   crate = import ./packages.nix {
     inherit lib pkgs craneLib;
     inherit (toolchain) muslTarget;
+    # Reported by the binaries (/health, jessy_build_info) and stamped on the
+    # images (org.opencontainers.image.revision): the same value.
+    revision = self.rev or "dirty";
   };
 
   # Container images are Linux-only (a Darwin build would hold Darwin binaries).

@@ -6,6 +6,7 @@
   pkgs,
   craneLib,
   muslTarget,
+  revision,
 }:
 let
   build = lib.importJSON ../deploy/build.json;
@@ -63,6 +64,9 @@ let
       inherit cargoArtifacts;
       cargoBuildCommand =
         if auditable then "cargo auditable build --release" else "cargoWithProfile build";
+      # Only here, not in commonArgs: a new commit must not rebuild the
+      # dependencies (src/lib.rs reads it with option_env!).
+      JESSY_GIT_REVISION = revision;
       nativeBuildInputs = lib.optional auditable pkgs.cargo-auditable;
       doCheck = false;
       meta.mainProgram = "jessy-core";

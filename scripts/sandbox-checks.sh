@@ -120,9 +120,16 @@ musl_env=(
   "CARGO_BUILD_RUSTFLAGS=$(jq -r .linux.rustflags "$desc")"
   "CC_${target//-/_}=musl-gcc"
 )
+# What the images will be stamped with (scripts/build-images.sh, the flake's
+# self.rev): HEAD when the tracked tree is clean, else "dirty".
+if rev=$(git rev-parse --verify -q HEAD 2>/dev/null) && git diff --quiet HEAD -- 2>/dev/null; then
+  revision=$rev
+else
+  revision=dirty
+fi
 case "$check" in
   build)
-    env=("${musl_env[@]}")
+    env=("${musl_env[@]}" "JESSY_GIT_REVISION=${JESSY_GIT_REVISION:-$revision}")
     cmd="cargo auditable build --release --message-format json-render-diagnostics $cargo_args >\$OUT/build.json
          cargo test --release $cargo_args --no-run --test bdd --message-format json-render-diagnostics >\$OUT/bdd.json" ;;
   nextest)

@@ -246,6 +246,8 @@ let
     "CARGO_BUILD_RUSTFLAGS"
     "CARGO_PROFILE"
     "__darwinAllowLocalNetworking"
+    # Read by src/lib.rs (option_env!): the revision the binaries report.
+    "JESSY_GIT_REVISION"
     # cc-rs's C compiler and archiver for the musl target.
     "CC_x86_64_unknown_linux_musl"
     "AR_x86_64_unknown_linux_musl"
@@ -564,6 +566,7 @@ let
       pnameSuffix = null;
       advisory-db = null;
       cargoBuildCommand = null;
+      JESSY_GIT_REVISION = null;
       CC_x86_64_unknown_linux_musl = null;
       AR_x86_64_unknown_linux_musl = null;
       CC_aarch64_unknown_linux_musl = null;

@@ -330,6 +330,21 @@ class FlakeOutputs(unittest.TestCase):
     def test_dirty_tree_revision(self):
         img = flake(dirty=True)["images"]["x86_64-linux"]["jessy-core-image"]
         self.assertEqual(img["config"]["Labels"]["org.opencontainers.image.revision"], "dirty")
+        self.assertEqual(flake(dirty=True)["perSystem"]["x86_64-linux"]["crane"]["jessy"]
+                         ["JESSY_GIT_REVISION"], "dirty")
+
+    def test_binaries_report_the_images_revision(self):
+        # jessy_build_info and /health report JESSY_GIT_REVISION; the e2e
+        # suite compares it with the image label. Set on the package only, so
+        # a new commit does not rebuild the dependencies.
+        f = flake()
+        for system in LINUX:
+            with self.subTest(system=system):
+                label = f["images"][system]["jessy-core-image"]["config"]["Labels"][
+                    "org.opencontainers.image.revision"]
+                self.assertNotEqual(label, "dirty")
+                self.assertEqual(f["perSystem"][system]["crane"]["jessy"]["JESSY_GIT_REVISION"], label)
+                self.assertNotIn("JESSY_GIT_REVISION", f["deps"][system])
 
 
 @unittest.skipUnless(shutil.which("nix-instantiate"), "nix-instantiate not installed (apt-get install nix-bin)")

@@ -55,13 +55,7 @@ rustup target list --installed 2>/dev/null | grep -qx "$target" ||
   rustc --print target-libdir --target "$target" >/dev/null 2>&1 ||
   die "the $target target is not installed: rustup target add $target"
 
-if [ -z "${JESSY_GIT_REVISION:-}" ]; then
-  if rev=$(git rev-parse --verify -q HEAD 2>/dev/null) && git diff --quiet HEAD -- 2>/dev/null; then
-    JESSY_GIT_REVISION=$rev
-  else
-    JESSY_GIT_REVISION=dirty
-  fi
-fi
+JESSY_GIT_REVISION=$(bash scripts/revision.sh)
 export JESSY_GIT_REVISION
 
 messages=$(mktemp "${TMPDIR:-/tmp}/build-binaries.XXXXXX")
@@ -69,13 +63,7 @@ trap 'rm -f "$messages"' EXIT
 echo "build-binaries: cargo ${build[*]} --release ${cargo_args[*]} --bins (RUSTFLAGS $CARGO_BUILD_RUSTFLAGS)" >&2
 cargo "${build[@]}" --release "${cargo_args[@]}" --bins \
   --message-format json-render-diagnostics >"$messages"
-for bin in jessy-core jessy-api; do
-  exe=$(jq -r --arg b "$bin" 'select(.reason == "compiler-artifact" and .target.name == $b
-    and .target.kind == ["bin"]) | .executable // empty' "$messages" | tail -n1)
-  [ -x "$exe" ] || die "cargo reported no executable for $bin"
-  rm -rf "${out:?}/$bin"
-  install -Dm755 "$exe" "$out/$bin/bin/$bin"
-done
+bash scripts/image/install-bins.sh "$messages" "$out"
 
 if [ "$with_bdd" = 1 ]; then
   echo "build-binaries: cargo test --release ${cargo_args[*]} --no-run --test bdd" >&2

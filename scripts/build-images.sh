@@ -47,13 +47,7 @@ ca_bundle=/etc/ssl/certs/ca-certificates.crt
 [ -f "$ca_bundle" ] || die "missing $ca_bundle: apt-get install ca-certificates"
 
 # The revision and date the flake would stamp (self.rev, self.lastModified).
-if [ -z "${JESSY_GIT_REVISION:-}" ]; then
-  if rev=$(git rev-parse --verify -q HEAD 2>/dev/null) && git diff --quiet HEAD -- 2>/dev/null; then
-    JESSY_GIT_REVISION=$rev
-  else
-    JESSY_GIT_REVISION=dirty
-  fi
-fi
+JESSY_GIT_REVISION=$(bash scripts/revision.sh)
 export JESSY_GIT_REVISION
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)

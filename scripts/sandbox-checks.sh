@@ -120,16 +120,9 @@ musl_env=(
   "CARGO_BUILD_RUSTFLAGS=$(jq -r .linux.rustflags "$desc")"
   "CC_${target//-/_}=musl-gcc"
 )
-# What the images will be stamped with (scripts/build-images.sh, the flake's
-# self.rev): HEAD when the tracked tree is clean, else "dirty".
-if rev=$(git rev-parse --verify -q HEAD 2>/dev/null) && git diff --quiet HEAD -- 2>/dev/null; then
-  revision=$rev
-else
-  revision=dirty
-fi
 case "$check" in
   build)
-    env=("${musl_env[@]}" "JESSY_GIT_REVISION=${JESSY_GIT_REVISION:-$revision}")
+    env=("${musl_env[@]}" "JESSY_GIT_REVISION=$(bash scripts/revision.sh)")
     cmd="cargo auditable build --release --message-format json-render-diagnostics $cargo_args >\$OUT/build.json
          cargo test --release $cargo_args --no-run --test bdd --message-format json-render-diagnostics >\$OUT/bdd.json" ;;
   nextest)
@@ -185,13 +178,7 @@ CMD=$cmd unshare "${unshare_args[@]}" bash -c "$inner" sandbox "$src" "${sandbox
 
 # ------------------------------------------------------ after the sandbox --
 if [ "$check" = build ]; then
-  for b in jessy-core jessy-api; do
-    exe=$(jq -r --arg b "$b" 'select(.reason == "compiler-artifact" and .target.name == $b
-      and .target.kind == ["bin"]) | .executable // empty' "$out/build.json" | tail -n1)
-    [ -x "$exe" ] || die "cargo reported no executable for $b"
-    rm -rf "target/ship/$b"
-    install -Dm755 "$exe" "target/ship/$b/bin/$b"
-  done
+  bash scripts/image/install-bins.sh "$out/build.json" target/ship
   rm -rf target/ship/jessy-test
   bash scripts/image/install-bdd.sh "$out/bdd.json" tests/features target/ship/jessy-test
   echo "sandbox: the shipped binaries are in target/ship" >&2

@@ -30,8 +30,8 @@ SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
 
 
-def strip_code(lines):
-    """Yield (line number, text) outside fenced code, with code spans blanked."""
+def outside_fences(lines):
+    """Yield (line number, line) of the lines outside fenced code blocks."""
     fence = None
     for number, line in enumerate(lines, 1):
         m = FENCE.match(line)
@@ -42,6 +42,12 @@ def strip_code(lines):
         if m:
             fence = m.group(1)
             continue
+        yield number, line
+
+
+def strip_code(lines):
+    """Yield (line number, text) outside fenced code, with code spans blanked."""
+    for number, line in outside_fences(lines):
         yield number, CODE_SPAN.sub(lambda s: " " * len(s.group(0)), line)
 
 
@@ -81,16 +87,7 @@ def anchors(path, slug):
     """Every anchor a page offers under the given slug rule."""
     found, seen = set(), {}
     lines = path.read_text(encoding="utf-8").splitlines()
-    fence = None
-    for line in lines:
-        m = FENCE.match(line)
-        if fence:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = None
-            continue
-        if m:
-            fence = m.group(1)
-            continue
+    for _, line in outside_fences(lines):
         for html_id in HTML_ID.findall(line):
             found.add(html_id)
         h = HEADING.match(line)

@@ -54,6 +54,9 @@ in
   jessy-fmt = craneLib.cargoFmt { inherit src pname version; };
 
   # RustSec advisories from the pinned advisory-db input (`-n`: no fetch).
+  # crane's default `--ignore yanked` names no advisory: the yanked check
+  # still runs, cannot reach the registry index in the sandbox and prints an
+  # error per crate (rehearsed in scripts/sandbox-checks.sh audit).
   jessy-audit = craneLib.cargoAudit {
     inherit
       src
@@ -61,6 +64,7 @@ in
       version
       advisory-db
       ;
+    cargoAuditExtraArgs = "--no-yanked";
   };
 
   # Licenses, bans and sources from deny.toml (crane leaves advisories to
@@ -90,14 +94,20 @@ in
   );
 }
 // lib.optionalAttrs crate.auditable {
-  # cargo-auditable's crate list (its linker section, .dep-v0) is in both
-  # shipped binaries.
+  # cargo-auditable's crate list is in both shipped binaries, and cargo
+  # audit bin reads it back against the pinned advisory database (what
+  # Trivy and syft read in CI); the sandbox rehearsal runs the same script.
   jessy-auditable =
-    pkgs.runCommand "jessy-auditable" { nativeBuildInputs = [ pkgs.binutils-unwrapped ]; }
+    pkgs.runCommand "jessy-auditable"
+      {
+        nativeBuildInputs = [
+          pkgs.cargo-audit
+          pkgs.jq
+        ];
+      }
       ''
-        for exe in ${crate.jessy}/bin/*; do
-          readelf --section-headers "$exe" | grep -F .dep-v0
-        done
+        export HOME=$TMPDIR
+        bash ${../scripts/audit-binaries.sh} ${advisory-db} ${crate.jessy}/bin/*
         touch $out
       '';
 }

@@ -23,8 +23,9 @@
 #   doc       cargo doc --no-deps with RUSTDOCFLAGS=--deny warnings (musl target)
 #   fmt       cargo fmt -- --check
 #   coverage  cargo llvm-cov nextest, native target, dev profile, >= 80 % lines
-#   audit     cargo audit against the advisory database, then `cargo audit bin`
-#             on the shipped binaries (their embedded crate list; needs `build`)
+#   audit     cargo audit against the advisory database, then
+#             scripts/audit-binaries.sh: `cargo audit bin` on the shipped
+#             binaries' embedded crate list (needs `build`)
 #   deny      cargo deny check bans licenses sources (offline)
 # Environment:
 #   JESSY_ADVISORY_DB  the advisory database for `audit`: a directory or a
@@ -42,7 +43,7 @@ die() { echo "sandbox: $*" >&2; exit 1; }
 check=${1:-}
 case "$check" in
   build | nextest | clippy | doc | fmt | coverage | audit | deny) ;;
-  *) sed -n '18,35p' "$0" >&2; exit 2 ;;
+  *) sed -n '/^# Usage:/,/^set -euo/{/^set -euo/!p}' "$0" >&2; exit 2 ;;
 esac
 
 desc=deploy/build.json
@@ -123,7 +124,10 @@ musl_env=(
 case "$check" in
   build)
     env=("${musl_env[@]}" "JESSY_GIT_REVISION=$(bash scripts/revision.sh)")
+    # The binaries are copied out before the BDD build: building an
+    # integration test rebuilds them, without cargo-auditable, in place.
     cmd="cargo auditable build --release --message-format json-render-diagnostics $cargo_args >\$OUT/build.json
+         bash $ROOT/scripts/image/install-bins.sh \$OUT/build.json \$OUT/ship
          cargo test --release $cargo_args --no-run --test bdd --message-format json-render-diagnostics >\$OUT/bdd.json" ;;
   nextest)
     env=("${musl_env[@]}" NEXTEST_SHOW_PROGRESS=counter)
@@ -147,8 +151,10 @@ case "$check" in
       [ -x "target/ship/$b/bin/$b" ] || die "target/ship/$b/bin/$b missing: run '$0 build' first"
       shipped+=("$ROOT/target/ship/$b/bin/$b")
     done
-    cmd="cargo audit -n -d $advisory_db --ignore yanked
-         cargo audit -n -d $advisory_db --ignore yanked bin ${shipped[*]}" ;;
+    # crane's default --ignore yanked names no advisory: the yanked check
+    # still runs, cannot reach the index, and prints an error per crate.
+    cmd="cargo audit -n -d $advisory_db --no-yanked
+         bash $ROOT/scripts/audit-binaries.sh $advisory_db ${shipped[*]}" ;;
   deny)
     env=()
     cmd="cargo --offline deny check bans licenses sources" ;;
@@ -178,7 +184,9 @@ CMD=$cmd unshare "${unshare_args[@]}" bash -c "$inner" sandbox "$src" "${sandbox
 
 # ------------------------------------------------------ after the sandbox --
 if [ "$check" = build ]; then
-  bash scripts/image/install-bins.sh "$out/build.json" target/ship
+  for b in jessy-core jessy-api; do
+    rm -rf "target/ship/$b" && mkdir -p target/ship && cp -a "$out/ship/$b" target/ship/
+  done
   rm -rf target/ship/jessy-test
   bash scripts/image/install-bdd.sh "$out/bdd.json" tests/features target/ship/jessy-test
   echo "sandbox: the shipped binaries are in target/ship" >&2

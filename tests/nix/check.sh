@@ -48,8 +48,10 @@ for f in "${nix_files[@]}"; do
   fi
 done
 
-step "deadnix -L --fail ."
-deadnix -L --fail . || fail "deadnix found unused code"
+# The .nix files found above (not `.`: deadnix would also walk target/,
+# where a running cargo build deletes files under it).
+step "deadnix -L --fail <the .nix files>"
+deadnix -L --fail "${nix_files[@]}" || fail "deadnix found unused code"
 
 step "flake.lock against flake.nix and the verified pins"
 lock_status=0

@@ -565,6 +565,7 @@ let
       doCheck = null;
       pnameSuffix = null;
       advisory-db = null;
+      cargoAuditExtraArgs = null;
       cargoBuildCommand = null;
       JESSY_GIT_REVISION = null;
       CC_x86_64_unknown_linux_musl = null;

@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 use super::Gateway;
 use super::answer::{self, Persistence};
 use super::headers::Peer;
-use super::{local, proxy};
+use super::{local, proxy, target};
 use crate::h1::HeadError;
 use crate::h1::buffer::ReadBuf;
 use crate::h1::request::{self, RequestHead, header_slots};
@@ -201,9 +201,12 @@ fn plan_head(
     out: &mut Vec<u8>,
 ) -> Result<Plan, HeadError> {
     let framing = head.framing()?;
+    head.check_host()?;
     let path = head
         .path_and_query()
         .ok_or(HeadError::Invalid("unsupported request target"))?;
+    let path = target::normalize(path);
+    let path = path.as_ref();
     // CORS preflights (every OPTIONS, as tower-http sees them) are answered
     // by the layer around the gateway's own router; so is CONNECT (a tunnel
     // the gateway does not open: its router has no such route).
@@ -213,24 +216,15 @@ fn plan_head(
             head, path, framing, peer, gateway, out,
         )))
     } else {
-        local::plan(head, framing).map(Plan::Local)
+        local::plan(head, path, framing).map(Plan::Local)
     }
 }
 
 /// Answers a head that could not be read as a request, and closes.
 async fn refuse_malformed(conn: &mut Connection, gateway: &Gateway, refused: HeadError) {
-    let (status, code) = match refused {
-        HeadError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        HeadError::TooLarge => (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-        ),
-        HeadError::UnsupportedCoding => {
-            (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding")
-        }
-    };
+    let status = StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::BAD_REQUEST);
     tracing::debug!(peer = %conn.addr, reason = refused.reason(), "refusing a malformed request");
-    let error = ApiError::new(status, code, refused.reason());
+    let error = ApiError::new(status, refused.code(), refused.reason());
     let request_id = RequestId::keep_or_generate(None);
     conn.out.clear();
     answer::write_error(

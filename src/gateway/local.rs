@@ -27,13 +27,13 @@ pub struct Local {
     keep_alive: bool,
 }
 
-/// The request for the router, from the parsed head (the body is read when
-/// it is answered).
-pub fn plan(head: &RequestHead<'_, '_>, framing: Framing) -> Result<Local, HeadError> {
+/// The request for the router, from the parsed head and the path it is
+/// routed by (the body is read when it is answered).
+pub fn plan(head: &RequestHead<'_, '_>, path: &str, framing: Framing) -> Result<Local, HeadError> {
     let invalid = |_| HeadError::Invalid("invalid request");
     let mut request = Request::builder()
         .method(head.method)
-        .uri(head.target)
+        .uri(path)
         .version(match head.version {
             Version::Http10 => axum::http::Version::HTTP_10,
             Version::Http11 => axum::http::Version::HTTP_11,

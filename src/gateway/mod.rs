@@ -12,7 +12,8 @@
 //! last known state), [`cors`], [`rejections`] (counting refusals),
 //! [`answer`] (the answers the gateway writes itself), [`local`] and
 //! [`handlers`] (the gateway's own health, readiness and metrics),
-//! [`config`] (flags).
+//! [`target`] (the path requests are routed and forwarded by), [`config`]
+//! (flags).
 //!
 //! Forwarded requests never go through hyper or axum: the gateway speaks
 //! HTTP/1.1 itself on that path ([`crate::h1`] says why). Its own endpoints
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod rejections;
 pub mod relay;
+pub mod target;
 pub mod upstream;
 
 use std::future::Future;

@@ -348,7 +348,7 @@ async fn ambiguous_or_oversized_heads_are_refused_and_the_connection_closed() {
     }
     // A broken chunk after a good head: 400, and nothing half-sent is answered by the core.
     let mut raw = Raw::connect(gw.addr).await;
-    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
         .await;
     let refused = raw.answer().await;
     assert_eq!(refused.status, 400);
@@ -524,4 +524,63 @@ async fn the_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer
     assert_eq!(last.field("connection"), Some("close"));
     assert!(busy.is_closed_by_peer().await);
     assert_eq!(gw.join().await, jessy::server::Drain::Complete);
+}
+
+// --- Failure paths (issue 15): what a strict proxy answers when the core
+// is down, answers early or stalls, when the client stalls, and for
+// targets and hosts an upstream could read differently.
+
+#[tokio::test]
+async fn http_1_1_requests_need_exactly_one_host() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let refused: [&[u8]; 4] = [
+        b"GET /api/v1/echo HTTP/1.1\r\n\r\n",
+        b"GET /api/v1/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /api/health HTTP/1.1\r\n\r\n",
+        b"GET /api/v1/echo HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+    ];
+    for request in refused {
+        let shown = String::from_utf8_lossy(request);
+        let mut raw = Raw::connect(gw.addr).await;
+        raw.send(request).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 400, "{shown}");
+        assert_eq!(answer.json()["error"]["code"], "bad_request", "{shown}");
+        assert_eq!(answer.field("connection"), Some("close"), "{shown}");
+        assert!(raw.is_closed_by_peer().await, "{shown}");
+    }
+    // HTTP/1.0 did not require it.
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"GET /api/v1/echo HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw.answer().await.status, 200);
+}
+
+#[tokio::test]
+async fn dot_segments_are_removed_before_routing_and_forwarding() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    // Up and out of /api/v1/: the gateway's own JSON 404, nothing forwarded.
+    for target in [
+        "/api/v1/../../metrics",
+        "/api/v1/%2e%2e/%2E%2e/metrics",
+        "/api/v1/./../../../metrics?x=1",
+    ] {
+        raw.send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 404, "{target}");
+        assert_eq!(answer.json()["error"]["code"], "not_found", "{target}");
+    }
+    // Within it: forwarded with the normalised path.
+    for (target, seen) in [
+        ("/api/v1/x/../echo?q=/../1", "/api/v1/echo?q=/../1"),
+        ("/api/v1/./echo", "/api/v1/echo"),
+        ("/api/v1/x/%2E%2E/echo", "/api/v1/echo"),
+    ] {
+        raw.send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 200, "{target}");
+        assert_eq!(answer.json()["uri"], seen, "{target}");
+    }
 }

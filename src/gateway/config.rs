@@ -49,9 +49,23 @@ pub struct GatewayConfig {
     #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_nonzero_duration)]
     pub upstream_connect_timeout: Duration,
 
-    /// Deadline for jessy-core's response headers (then 504).
+    /// Longest wait on jessy-core once connected: for its response headers
+    /// after the request was sent (then 504), and for each further piece of
+    /// its answer, or for it to take more of the request (then the
+    /// connection is closed).
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub upstream_timeout: Duration,
+
+    /// Longest wait for the next piece of a request body (then 408 and the
+    /// connection is closed). Below jessy-core's REQUEST_TIMEOUT, so a
+    /// stalled body is the gateway's to answer.
+    #[arg(long, env = "CLIENT_BODY_TIMEOUT", default_value = "5s", value_parser = parse_nonzero_duration)]
+    pub client_body_timeout: Duration,
+
+    /// Longest wait for the client to take the next piece of an answer
+    /// (then the connection is closed).
+    #[arg(long, env = "CLIENT_SEND_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub client_send_timeout: Duration,
 
     /// How often jessy-core's /ready is probed for /api/ready.
     #[arg(long, env = "UPSTREAM_PROBE_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]

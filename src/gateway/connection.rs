@@ -41,13 +41,14 @@ pub struct Connection {
     pub addr: SocketAddr,
 }
 
-/// The connection's deadlines, made once and moved forward per request
-/// (moving a registered timer later costs an atomic store, not a lock).
+/// The connection's timers, made once and moved forward per wait (moving a
+/// registered timer later costs an atomic store, not a lock); which wait
+/// gets which timeout is [`super::timeouts`]'.
 pub struct Deadlines {
-    /// For the next request head (and the body of a request the gateway
-    /// answers itself).
-    pub head: Pin<Box<Sleep>>,
-    /// For the core's response head ([`super::proxy`]).
+    /// Waits on the client: for the next request head, for the body of a
+    /// request, for it to take an answer.
+    pub client: Pin<Box<Sleep>>,
+    /// Waits on the core ([`super::proxy`]).
     pub upstream: Pin<Box<Sleep>>,
 }
 
@@ -77,9 +78,9 @@ pub async fn serve(
         },
         addr,
     };
-    let far = Instant::now() + gateway.header_read_timeout;
+    let far = Instant::now() + gateway.timeouts.header_read;
     let mut deadlines = Deadlines {
-        head: Box::pin(tokio::time::sleep_until(far)),
+        client: Box::pin(tokio::time::sleep_until(far)),
         upstream: Box::pin(tokio::time::sleep_until(far)),
     };
     loop {
@@ -162,8 +163,8 @@ async fn next_request(
         if !waiting {
             // The clock runs from the first wait for this head.
             waiting = true;
-            let deadline = Instant::now() + gateway.header_read_timeout;
-            deadlines.head.as_mut().reset(deadline);
+            let deadline = Instant::now() + gateway.timeouts.header_read;
+            deadlines.client.as_mut().reset(deadline);
         }
         tokio::select! {
             biased;
@@ -171,7 +172,7 @@ async fn next_request(
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
-            () = deadlines.head.as_mut() => {
+            () = deadlines.client.as_mut() => {
                 tracing::debug!(peer = %conn.addr, "no complete request head in time; closing");
                 return None;
             }

@@ -87,13 +87,13 @@ pub async fn answer(
     };
     let limit = gateway.admission.body_limit.0 as u64;
     // The endpoints read no body: it only has to arrive, as a head must.
-    let deadline = tokio::time::Instant::now() + gateway.header_read_timeout;
-    deadlines.head.as_mut().reset(deadline);
+    let deadline = tokio::time::Instant::now() + gateway.timeouts.header_read;
+    deadlines.client.as_mut().reset(deadline);
     let mut staged = Vec::new();
     let read = tokio::select! {
         biased;
         read = relay::body(source, &mut body, &mut staged, Encode::Raw, limit) => read,
-        () = deadlines.head.as_mut() => return false,
+        () = deadlines.client.as_mut() => return false,
     };
     match read {
         Ok(_) => {}

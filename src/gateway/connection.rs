@@ -6,7 +6,12 @@
 //! close) — answer it, and go on while the client keeps the connection and
 //! the drain has not begun. Requests that arrive back to back
 //! (pipelined) are answered in order.
+//!
+//! A connection holds no read buffer until its first bytes arrive, so a
+//! flood of connections that send nothing costs their sockets and tasks,
+//! not 8 KiB each; a kept-alive one keeps its buffer between requests.
 
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,7 +75,7 @@ pub async fn serve(
     let mut conn = Connection {
         stream,
         buf: ReadBuf::with_capacity(READ_BUFFER),
-        out: Vec::with_capacity(1024),
+        out: Vec::new(),
         peer: Peer {
             ip,
             text: ip.to_string().into_boxed_str(),
@@ -92,19 +97,29 @@ pub async fn serve(
             }
             None => return,
         };
+        // Answering takes kilobytes of state (the relay, the router's
+        // future): boxed per request, so a connection waiting for its next
+        // head does not carry them (the task's size is its largest state).
         let keep_open = match plan {
             Plan::Forward(forward) => {
-                proxy::forward(
+                Box::pin(proxy::forward(
                     &mut conn,
                     &gateway,
                     forward,
                     &mut deadlines,
                     drain.draining(),
-                )
+                ))
                 .await
             }
             Plan::Local(local) => {
-                local::answer(&mut conn, &gateway, local, &mut deadlines, drain.draining()).await
+                Box::pin(local::answer(
+                    &mut conn,
+                    &gateway,
+                    local,
+                    &mut deadlines,
+                    drain.draining(),
+                ))
+                .await
             }
         };
         if !keep_open {
@@ -128,7 +143,9 @@ async fn close_after_last_answer(mut stream: TcpStream) {
         return;
     }
     let drained = async {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would make every connection's task
+        // 4 KiB larger for the whole of its life.
+        let mut sink = vec![0u8; 4096];
         let mut total = 0;
         while let Ok(n @ 1..) = stream.read(&mut sink).await {
             total += n;
@@ -165,10 +182,11 @@ async fn next_request(
             waiting = true;
             let deadline = Instant::now() + gateway.timeouts.header_read;
             deadlines.client.as_mut().reset(deadline);
+            conn.buf.shrink();
         }
         tokio::select! {
             biased;
-            read = conn.buf.read_from(&mut conn.stream) => match read {
+            read = read_more(conn) => match read {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
@@ -179,6 +197,16 @@ async fn next_request(
             () = drain.begun(), if idle => return None,
         }
     }
+}
+
+/// Reads more of a head; the buffer is taken only once bytes are there
+/// (a peeked byte: readiness alone is reported for a freshly accepted
+/// socket that has sent nothing).
+async fn read_more(conn: &mut Connection) -> io::Result<usize> {
+    if !conn.buf.is_allocated() && conn.stream.peek(&mut [0u8; 1]).await? == 0 {
+        return Ok(0);
+    }
+    conn.buf.read_from(&mut conn.stream).await
 }
 
 /// Parses the buffered head, if it is complete, and plans its answer (the

@@ -2,7 +2,8 @@
 //! read and write of a relayed body.
 //!
 //! - a request head: HEADER_READ_TIMEOUT from the first wait for it (also
-//!   how long a keep-alive connection may sit idle) → closed;
+//!   how long a keep-alive connection may sit idle, and the whole body of
+//!   a request for the gateway's own endpoints) → closed;
 //! - each wait for more of a request body: CLIENT_BODY_TIMEOUT → 408
 //!   `body_timeout`, closed (the client stopped sending: its fault, not
 //!   the core's);

@@ -97,18 +97,20 @@ pub async fn serve(
             }
             None => return,
         };
-        // Answering takes kilobytes of state (the relay, the router's
-        // future): boxed per request, so a connection waiting for its next
-        // head does not carry them (the task's size is its largest state).
+        // The router's future (the gateway's own endpoints, a rare path) is
+        // boxed so that every connection's task does not carry it (a task
+        // is as large as its largest state). Forwarding is not: boxing it
+        // cost ~660 instructions per request (callgrind, api-health) for
+        // ~200 bytes per idle connection in a release build.
         let keep_open = match plan {
             Plan::Forward(forward) => {
-                Box::pin(proxy::forward(
+                proxy::forward(
                     &mut conn,
                     &gateway,
                     forward,
                     &mut deadlines,
                     drain.draining(),
-                ))
+                )
                 .await
             }
             Plan::Local(local) => {

@@ -33,8 +33,9 @@ pub enum GatewayCommand {
 /// Configuration of jessy-api.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayConfig {
-    /// Address to listen on.
-    #[arg(long, env = "API_HOST", default_value = "0.0.0.0")]
+    /// Address to listen on (loopback unless told otherwise; the images
+    /// set 0.0.0.0).
+    #[arg(long, env = "API_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
 
     /// Port to listen on (0 picks a free one).
@@ -49,9 +50,23 @@ pub struct GatewayConfig {
     #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_nonzero_duration)]
     pub upstream_connect_timeout: Duration,
 
-    /// Deadline for jessy-core's response headers (then 504).
+    /// Longest wait on jessy-core once connected: for its response headers
+    /// after the request was sent (then 504), and for each further piece of
+    /// its answer, or for it to take more of the request (then the
+    /// connection is closed).
     #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub upstream_timeout: Duration,
+
+    /// Longest wait for the next piece of a request body (then 408 and the
+    /// connection is closed). Below jessy-core's REQUEST_TIMEOUT, so a
+    /// stalled body is the gateway's to answer.
+    #[arg(long, env = "CLIENT_BODY_TIMEOUT", default_value = "5s", value_parser = parse_nonzero_duration)]
+    pub client_body_timeout: Duration,
+
+    /// Longest wait for the client to take the next piece of an answer
+    /// (then the connection is closed).
+    #[arg(long, env = "CLIENT_SEND_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub client_send_timeout: Duration,
 
     /// How often jessy-core's /ready is probed for /api/ready.
     #[arg(long, env = "UPSTREAM_PROBE_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]
@@ -78,8 +93,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_list::<IpNet>)]
     pub trusted_proxies: List<IpNet>,
 
-    /// Largest accepted request body (e.g. 1MiB).
-    #[arg(long, env = "MAX_BODY_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    /// Largest accepted request body (e.g. 64KiB; 413 beyond it). Keep it
+    /// at or below jessy-core's MAX_BODY_SIZE (64KiB), so a body the core
+    /// would refuse is refused here, before it is forwarded.
+    #[arg(long, env = "MAX_BODY_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub max_body_size: usize,
 
     /// Requests served at once; beyond that, 503 with Retry-After.
@@ -243,6 +260,23 @@ mod tests {
         );
         assert!("app.example.com".parse::<Origin>().is_err());
         assert!("https://app.example.com/path".parse::<Origin>().is_err());
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_and_refuse_no_body_the_core_accepts_alone() {
+        use clap::Parser;
+        let defaults = GatewayCli::parse_from(["jessy-api"]).config;
+        assert_eq!(defaults.host, IpAddr::from([127, 0, 0, 1]));
+        let core = crate::core::CoreConfig::local(0);
+        assert!(
+            defaults.max_body_size <= core.max_body_size,
+            "the gateway's body limit ({}) is over the core's ({}): bodies in between would be forwarded to be refused",
+            defaults.max_body_size,
+            core.max_body_size
+        );
+        // A stalled body is answered by the gateway (408) before the core's
+        // own request deadline would answer it (503).
+        assert!(defaults.client_body_timeout < core.request_timeout);
     }
 
     #[test]

@@ -27,13 +27,13 @@ pub struct Local {
     keep_alive: bool,
 }
 
-/// The request for the router, from the parsed head (the body is read when
-/// it is answered).
-pub fn plan(head: &RequestHead<'_, '_>, framing: Framing) -> Result<Local, HeadError> {
+/// The request for the router, from the parsed head and the path it is
+/// routed by (the body is read when it is answered).
+pub fn plan(head: &RequestHead<'_, '_>, path: &str, framing: Framing) -> Result<Local, HeadError> {
     let invalid = |_| HeadError::Invalid("invalid request");
     let mut request = Request::builder()
         .method(head.method)
-        .uri(head.target)
+        .uri(path)
         .version(match head.version {
             Version::Http10 => axum::http::Version::HTTP_10,
             Version::Http11 => axum::http::Version::HTTP_11,
@@ -87,13 +87,13 @@ pub async fn answer(
     };
     let limit = gateway.admission.body_limit.0 as u64;
     // The endpoints read no body: it only has to arrive, as a head must.
-    let deadline = tokio::time::Instant::now() + gateway.header_read_timeout;
-    deadlines.head.as_mut().reset(deadline);
+    let deadline = tokio::time::Instant::now() + gateway.timeouts.header_read;
+    deadlines.client.as_mut().reset(deadline);
     let mut staged = Vec::new();
     let read = tokio::select! {
         biased;
         read = relay::body(source, &mut body, &mut staged, Encode::Raw, limit) => read,
-        () = deadlines.head.as_mut() => return false,
+        () = deadlines.client.as_mut() => return false,
     };
     match read {
         Ok(_) => {}

@@ -12,7 +12,9 @@
 //! last known state), [`cors`], [`rejections`] (counting refusals),
 //! [`answer`] (the answers the gateway writes itself), [`local`] and
 //! [`handlers`] (the gateway's own health, readiness and metrics),
-//! [`config`] (flags).
+//! [`timeouts`] (which wait is bounded by what, and the idle timeout of
+//! relayed bodies), [`target`] (the path requests are routed and forwarded
+//! by), [`config`] (flags).
 //!
 //! Forwarded requests never go through hyper or axum: the gateway speaks
 //! HTTP/1.1 itself on that path ([`crate::h1`] says why). Its own endpoints
@@ -34,6 +36,8 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod rejections;
 pub mod relay;
+pub mod target;
+pub mod timeouts;
 pub mod upstream;
 
 use std::future::Future;
@@ -57,13 +61,13 @@ pub use config::{GatewayCli, GatewayCommand, GatewayConfig};
 use cors::Cors;
 use load_shed::ConcurrencyLimit;
 use rate_limit::{RateLimit, RateLimiter};
+use timeouts::Timeouts;
 use upstream::Upstream;
 
 /// What the gateway's own handlers share.
 #[derive(Clone)]
 pub struct GatewayState {
     pub upstream: Upstream,
-    pub upstream_timeout: Duration,
     pub trusted: TrustedProxies,
     pub readiness: Readiness,
     pub metrics: Metrics,
@@ -76,7 +80,7 @@ pub struct Gateway {
     pub cors: Option<Cors>,
     /// The gateway's own endpoints.
     pub app: App,
-    pub header_read_timeout: Duration,
+    pub timeouts: Timeouts,
 }
 
 /// The gateway's own routes (health, readiness, metrics; everything else
@@ -145,7 +149,6 @@ impl Application {
         let trusted = TrustedProxies(config.trusted_proxies.0.clone());
         let state = GatewayState {
             upstream,
-            upstream_timeout: config.upstream_timeout,
             trusted: trusted.clone(),
             readiness: Readiness::default(),
             metrics,
@@ -174,7 +177,12 @@ impl Application {
             state,
             admission,
             cors,
-            header_read_timeout: config.common.header_read_timeout,
+            timeouts: Timeouts {
+                header_read: config.common.header_read_timeout,
+                client_body: config.client_body_timeout,
+                client_send: config.client_send_timeout,
+                upstream: config.upstream_timeout,
+            },
         };
         Ok(Application {
             listener,

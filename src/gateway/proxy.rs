@@ -1,14 +1,21 @@
 //! Forwarding `/api/v1/*` to jessy-core, streaming both ways.
 //!
 //! Failure mapping (what the client sees when the core misbehaves):
-//! - the core does not send response headers within UPSTREAM_TIMEOUT → 504
-//!   `upstream_timeout`;
+//! - the core takes no more of the request, or sends no response head, for
+//!   UPSTREAM_TIMEOUT → 504 `upstream_timeout`;
 //! - the core refuses, resets or cannot be connected to within
 //!   UPSTREAM_CONNECT_TIMEOUT → 502 `upstream_unavailable` (502 rather than
 //!   503: the gateway itself is fine, its upstream is not);
-//! - the client's body crosses MAX_BODY_SIZE while streaming → 413;
 //! - any status the core answers, 4xx and 5xx included, passes through
-//!   unchanged.
+//!   unchanged, also when it answers before taking the whole body and
+//!   closes (then the client's connection closes after it).
+//!
+//! And when the client misbehaves: its body crosses MAX_BODY_SIZE while
+//! streaming → 413; it stops sending its body for CLIENT_BODY_TIMEOUT →
+//! 408 `body_timeout`. Either way its connection closes, as it does after
+//! any failure that leaves part of a body unread (the core unreachable
+//! before the body was read included): what is left of a body is never
+//! read as a request. [`super::timeouts`] lists every timeout.
 //!
 //! A pooled connection can be closed by the core (its idle timeout, its
 //! shutdown) a moment before a request goes out on it. Such a request is
@@ -16,11 +23,13 @@
 //! no body (nginx's `proxy_next_upstream` rule): a POST already written is
 //! never sent twice, that is a 502.
 
+use std::pin::Pin;
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 use tracing::Instrument;
 
 use super::Gateway;
@@ -31,6 +40,7 @@ use super::headers::{self, Peer, Upstream as UpstreamHead};
 use super::pool::CoreConn;
 use super::rejections;
 use super::relay::{self, Encode, RelayError, Source};
+use super::timeouts::{self, Idle};
 use super::upstream::{Upstream, UpstreamState};
 use crate::h1::chunked::ChunkError;
 use crate::h1::request::RequestHead;
@@ -177,9 +187,14 @@ fn trace_context(head: &RequestHead<'_, '_>) -> HeaderMap {
 enum ForwardError {
     #[error("cannot connect to jessy-core: {0}")]
     Connect(#[source] std::io::Error),
-    /// Writing the request failed (its body may be partly unread).
+    /// Writing the request failed (its body may be partly unread) and the
+    /// core had not answered.
     #[error("sending the request to jessy-core failed: {0}")]
     Send(#[source] std::io::Error),
+    /// The core took no more of the request, or sent no response head, for
+    /// UPSTREAM_TIMEOUT.
+    #[error("jessy-core did not take the request or answer it within {0} ms")]
+    CoreStalled(u128),
     /// The request went out whole; its answer did not come.
     #[error(transparent)]
     Core(#[from] ExchangeError),
@@ -187,6 +202,9 @@ enum ForwardError {
     TooLarge,
     #[error(transparent)]
     BadBody(ChunkError),
+    /// No more of the body came for CLIENT_BODY_TIMEOUT.
+    #[error("no more of the request body arrived within {0} ms")]
+    ClientStalled(u128),
     #[error("the client went away")]
     ClientGone,
 }
@@ -242,49 +260,29 @@ pub async fn forward(
 
     let upstream = &gateway.state.upstream;
     let started = Instant::now();
-    deadlines
-        .upstream
-        .as_mut()
-        .reset((started + gateway.state.upstream_timeout).into());
     let span = observation.span().clone();
-    let exchanged = {
-        let exchange = exchange_with_core(conn, gateway, &request, &persistence).instrument(span);
-        tokio::select! {
-            biased;
-            exchanged = exchange => Some(exchanged),
-            () = deadlines.upstream.as_mut() => None,
-        }
-    };
-    // A failure, and whether the whole request was read before it.
-    let exchanged = match exchanged {
-        Some(Ok(exchanged)) => Ok(exchanged),
-        Some(Err(ForwardError::ClientGone)) => return false,
-        Some(Err(err)) => Err((
-            failure_answer(gateway, &err),
-            matches!(err, ForwardError::Core(_) | ForwardError::Connect(_)),
-        )),
-        // Cut off anywhere.
-        None => Err((
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                format!(
-                    "jessy-core did not answer within {} ms",
-                    gateway.state.upstream_timeout.as_millis()
-                ),
-            ),
-            false,
-        )),
-    };
+    let exchanged = exchange_with_core(conn, gateway, &request, &persistence, deadlines)
+        .instrument(span)
+        .await;
     let (mut core, response, client) = match exchanged {
         Ok(exchanged) => exchanged,
-        Err((error, read_whole)) => {
-            // The connection is in step only if the whole request was read.
-            let persistence = if read_whole || request.framing == Framing::Empty {
+        Err(ForwardError::ClientGone) => return false,
+        Err(err) => {
+            // The connection is in step only if the whole request was read:
+            // it went out whole, or had no body, or the core was never
+            // reached and all of the body is here to be skipped. Otherwise
+            // what is left of the body must never be read as a request.
+            let in_step = match err {
+                ForwardError::Core(_) => true,
+                ForwardError::Connect(_) => skip_buffered_body(conn, request.framing),
+                _ => request.framing == Framing::Empty,
+            };
+            let persistence = if in_step {
                 persistence()
             } else {
                 Persistence::Close
             };
+            let error = failure_answer(gateway, &err);
             return answer_error(
                 conn,
                 gateway,
@@ -302,20 +300,34 @@ pub async fn forward(
     drop(permit);
     observation.end(route, response.status);
 
-    let source = Source {
-        io: &mut core.stream,
-        buf: &mut core.buf,
-        framing: response.framing,
+    // Neither side may stall the relay for longer than its idle timeout.
+    let timeouts = &gateway.timeouts;
+    let relayed = {
+        let mut from_core = Idle::new(
+            &mut core.stream,
+            deadlines.upstream.as_mut(),
+            timeouts.upstream,
+        );
+        let mut to_client = Idle::new(
+            &mut conn.stream,
+            deadlines.client.as_mut(),
+            timeouts.client_send,
+        );
+        let source = Source {
+            io: &mut from_core,
+            buf: &mut core.buf,
+            framing: response.framing,
+        };
+        relay::body(
+            source,
+            &mut to_client,
+            &mut conn.out,
+            client.encode,
+            u64::MAX,
+        )
+        .await
     };
-    match relay::body(
-        source,
-        &mut conn.stream,
-        &mut conn.out,
-        client.encode,
-        u64::MAX,
-    )
-    .await
-    {
+    match relayed {
         Ok(_) => {
             if response.reusable {
                 upstream.pool().checkin(core);
@@ -338,21 +350,21 @@ async fn exchange_with_core(
     gateway: &Gateway,
     request: &RequestFacts,
     persistence: &impl Fn() -> Persistence,
+    deadlines: &mut Deadlines,
 ) -> Result<(CoreConn, CoreResponse, ClientFraming), ForwardError> {
     let pool = gateway.state.upstream.pool();
     let mut core = pool.checkout().await.map_err(ForwardError::Connect)?;
     let mut retried = false;
     loop {
-        let answered = match send_request(conn, &mut core, gateway, request).await {
+        let answered = match send_request(conn, &mut core, gateway, request, deadlines).await {
             Ok(()) => {
-                let cors = gateway.cors.as_ref();
-                let out = &mut conn.out;
-                exchange::read_response_head(&mut core, request.head_request, |head, framing| {
-                    out.clear();
-                    write_client_head(out, head, framing, request, cors, persistence())
-                })
-                .await
-                .map_err(ForwardError::Core)
+                let timer = deadlines.upstream.as_mut();
+                read_head(conn, &mut core, gateway, request, persistence, timer).await
+            }
+            Err(ForwardError::Send(err)) if request.framing != Framing::Empty => {
+                early_answer(conn, &mut core, gateway, request, deadlines)
+                    .await
+                    .ok_or(ForwardError::Send(err))
             }
             Err(err) => Err(err),
         };
@@ -368,6 +380,56 @@ async fn exchange_with_core(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Reads the core's response head, within UPSTREAM_TIMEOUT from now, and
+/// writes the client's head from it.
+async fn read_head(
+    conn: &mut Connection,
+    core: &mut CoreConn,
+    gateway: &Gateway,
+    request: &RequestFacts,
+    persistence: &impl Fn() -> Persistence,
+    mut timer: Pin<&mut Sleep>,
+) -> Result<(CoreResponse, ClientFraming), ForwardError> {
+    let cors = gateway.cors.as_ref();
+    let out = &mut conn.out;
+    let within = gateway.timeouts.upstream;
+    timer.as_mut().reset((Instant::now() + within).into());
+    let reading = exchange::read_response_head(core, request.head_request, |head, framing| {
+        out.clear();
+        write_client_head(out, head, framing, request, cors, persistence())
+    });
+    tokio::select! {
+        biased;
+        read = reading => read.map_err(ForwardError::Core),
+        () = timer => Err(ForwardError::CoreStalled(within.as_millis())),
+    }
+}
+
+/// The core's answer after it stopped taking the request body, if it sent
+/// one before closing: a server may answer early (a 413, a 401) and close
+/// without reading the rest. That answer is the client's to see, not a
+/// 502. The client's connection closes after it (the body was not all
+/// read) and the core's is not reused.
+async fn early_answer(
+    conn: &mut Connection,
+    core: &mut CoreConn,
+    gateway: &Gateway,
+    request: &RequestFacts,
+    deadlines: &mut Deadlines,
+) -> Option<(CoreResponse, ClientFraming)> {
+    let timer = deadlines.upstream.as_mut();
+    let close = || Persistence::Close;
+    let (mut response, client) = read_head(conn, core, gateway, request, &close, timer)
+        .await
+        .ok()?;
+    tracing::debug!(
+        status = response.status,
+        "jessy-core answered before taking the whole request body"
+    );
+    response.reusable = false;
+    Some((response, client))
 }
 
 /// Whether a failed exchange never got any answer (so a replayable request
@@ -388,16 +450,31 @@ async fn send_request(
     core: &mut CoreConn,
     gateway: &Gateway,
     request: &RequestFacts,
+    deadlines: &mut Deadlines,
 ) -> Result<(), ForwardError> {
+    let timeouts = &gateway.timeouts;
+    let not_sent = |err: std::io::Error| {
+        if timeouts::timed_out(&err) {
+            ForwardError::CoreStalled(timeouts.upstream.as_millis())
+        } else {
+            ForwardError::Send(err)
+        }
+    };
+    let Deadlines {
+        client: client_timer,
+        upstream: core_timer,
+    } = deadlines;
+    let mut to_core = Idle::new(&mut core.stream, core_timer.as_mut(), timeouts.upstream);
     if request.framing == Framing::Empty {
-        return core
-            .stream
-            .write_all(&conn.out)
-            .await
-            .map_err(ForwardError::Send);
+        return to_core.write_all(&conn.out).await.map_err(not_sent);
     }
     if request.expects_continue && conn.buf.is_empty() {
-        conn.stream
+        let mut to_client = Idle::new(
+            &mut conn.stream,
+            client_timer.as_mut(),
+            timeouts.client_send,
+        );
+        to_client
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|_| ForwardError::ClientGone)?;
@@ -406,18 +483,26 @@ async fn send_request(
         Framing::Chunked => Encode::Chunked,
         _ => Encode::Raw,
     };
+    let mut from_client = Idle::new(
+        &mut conn.stream,
+        client_timer.as_mut(),
+        timeouts.client_body,
+    );
     let source = Source {
-        io: &mut conn.stream,
+        io: &mut from_client,
         buf: &mut conn.buf,
         framing: request.framing,
     };
     let limit = gateway.admission.body_limit.0 as u64;
-    relay::body(source, &mut core.stream, &mut conn.out, encode, limit)
+    relay::body(source, &mut to_core, &mut conn.out, encode, limit)
         .await
         .map(drop)
         .map_err(|err| match err {
+            RelayError::Read(err) if timeouts::timed_out(&err) => {
+                ForwardError::ClientStalled(timeouts.client_body.as_millis())
+            }
             RelayError::Read(_) | RelayError::Truncated => ForwardError::ClientGone,
-            RelayError::Write(err) => ForwardError::Send(err),
+            RelayError::Write(err) => not_sent(err),
             RelayError::Framing(err) => ForwardError::BadBody(err),
             RelayError::TooLarge => ForwardError::TooLarge,
         })
@@ -487,11 +572,24 @@ fn skip_buffered_body(conn: &mut Connection, framing: Framing) -> bool {
     }
 }
 
-/// The answer for a forwarding failure (logged here, where its cause is known).
+/// The answer for a forwarding failure (logged here, where its cause is
+/// known): the client's own faults are 4xx, only the core's are 5xx.
 fn failure_answer(gateway: &Gateway, err: &ForwardError) -> ApiError {
     match err {
         ForwardError::TooLarge => return gateway.admission.body_limit.error(),
         ForwardError::BadBody(err) => return ApiError::bad_request("bad_request", err.to_string()),
+        ForwardError::ClientStalled(_) => {
+            tracing::debug!(error = %err, "the client stopped sending its body");
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", err.to_string());
+        }
+        ForwardError::CoreStalled(ms) => {
+            tracing::warn!(error = %err, upstream = %gateway.state.upstream.url(), "forwarding failed");
+            return ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!("jessy-core did not answer within {ms} ms"),
+            );
+        }
         ForwardError::Connect(_) => gateway.state.upstream.mark(UpstreamState::Down),
         ForwardError::Send(_) | ForwardError::Core(_) | ForwardError::ClientGone => {}
     }

@@ -10,6 +10,7 @@ pub fn reason(code: &str) -> Option<&'static str> {
         "rate_limited" => Some("rate_limited"),
         "body_too_large" => Some("body_too_large"),
         "upstream_timeout" => Some("timeout"),
+        "body_timeout" => Some("body_timeout"),
         "upstream_unavailable" => Some("upstream_unavailable"),
         "overloaded" => Some("overloaded"),
         _ => None,
@@ -19,11 +20,12 @@ pub fn reason(code: &str) -> Option<&'static str> {
 pub fn describe() {
     metrics::describe_counter!(
         "jessy_api_rejections_total",
-        "Requests the gateway refused or could not complete, by reason (rate_limited, body_too_large, timeout, upstream_unavailable, overloaded)."
+        "Requests the gateway refused or could not complete, by reason (rate_limited, body_too_large, body_timeout, timeout, upstream_unavailable, overloaded)."
     );
     for reason in [
         "rate_limited",
         "body_too_large",
+        "body_timeout",
         "timeout",
         "upstream_unavailable",
         "overloaded",

@@ -85,6 +85,24 @@ impl HeadError {
         }
     }
 
+    /// The status a client gets for it.
+    pub fn status(self) -> u16 {
+        match self {
+            HeadError::Invalid(_) => 400,
+            HeadError::TooLarge => 431,
+            HeadError::UnsupportedCoding => 501,
+        }
+    }
+
+    /// The error code of the answer.
+    pub fn code(self) -> &'static str {
+        match self {
+            HeadError::Invalid(_) => "bad_request",
+            HeadError::TooLarge => "headers_too_large",
+            HeadError::UnsupportedCoding => "unsupported_transfer_coding",
+        }
+    }
+
     /// A short description for the error body.
     pub fn reason(self) -> &'static str {
         match self {

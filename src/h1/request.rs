@@ -83,6 +83,22 @@ impl RequestHead<'_, '_> {
         }
     }
 
+    /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request
+    /// with more than one, is refused (a proxy and the server behind it
+    /// could each pick a different one).
+    pub fn check_host(&self) -> Result<(), HeadError> {
+        let hosts = self
+            .headers
+            .iter()
+            .filter(|h| super::name_is(h.name, "host"))
+            .count();
+        match hosts {
+            0 if self.version == Version::Http11 => Err(HeadError::Invalid("missing Host")),
+            0 | 1 => Ok(()),
+            _ => Err(HeadError::Invalid("more than one Host")),
+        }
+    }
+
     /// Whether the client wants the connection kept open after the answer:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with
     /// `Connection: keep-alive`.
@@ -247,6 +263,20 @@ mod tests {
             framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
             Err(HeadError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn http_1_1_needs_one_host_and_no_request_may_have_two() {
+        let host = |raw: &str| with_head(raw, |head| head.unwrap().unwrap().check_host());
+        assert_eq!(host("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        for raw in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n",
+        ] {
+            assert!(matches!(host(raw), Err(HeadError::Invalid(_))), "{raw:?}");
+        }
     }
 
     #[test]

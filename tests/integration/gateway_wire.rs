@@ -348,7 +348,7 @@ async fn ambiguous_or_oversized_heads_are_refused_and_the_connection_closed() {
     }
     // A broken chunk after a good head: 400, and nothing half-sent is answered by the core.
     let mut raw = Raw::connect(gw.addr).await;
-    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    raw.send(b"POST /api/v1/echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
         .await;
     let refused = raw.answer().await;
     assert_eq!(refused.status, 400);
@@ -524,4 +524,391 @@ async fn the_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer
     assert_eq!(last.field("connection"), Some("close"));
     assert!(busy.is_closed_by_peer().await);
     assert_eq!(gw.join().await, jessy::server::Drain::Complete);
+}
+
+// --- Failure paths (issue 15): what a strict proxy answers when the core
+// is down, answers early or stalls, when the client stalls, and for
+// targets and hosts an upstream could read differently.
+
+/// The smuggling-shaped body of issue 15: a whole request inside a POST's body.
+const HIDDEN: &[u8] = b"GET /api/v1/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+
+#[tokio::test]
+async fn a_body_is_never_run_as_a_request_when_the_core_cannot_be_reached() {
+    assert_eq!(HIDDEN.len(), 48);
+    let dead = crate::helpers::dead_address().await;
+    let gw = spawn_gateway(&format!("http://{dead}")).await;
+    // Head and body in one write, and the body 0.3 s after the head (as an
+    // `Expect: 100-continue` client sends it when no 100 comes).
+    for (expect, pause) in [("", false), ("Expect: 100-continue\r\n", true)] {
+        let mut raw = Raw::connect(gw.addr).await;
+        let head = format!(
+            "POST /api/v1/query HTTP/1.1\r\nHost: gw.test\r\n{expect}Content-Length: 48\r\n\r\n"
+        );
+        if pause {
+            raw.send(head.as_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            raw.send(HIDDEN).await;
+        } else {
+            raw.send(&[head.as_bytes(), HIDDEN].concat()).await;
+        }
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 502, "pause {pause}");
+        assert_eq!(answer.json()["error"]["code"], "upstream_unavailable");
+        // The body is never answered as a request: the connection is closed
+        // (the body had not arrived), or, if all of it had and was skipped,
+        // the next answer is the next request's.
+        let _ = raw
+            .stream
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            .await;
+        if raw.fill().await || !raw.buf.is_empty() {
+            let next = raw.answer().await;
+            assert_eq!(
+                (next.status, next.json()["service"].as_str()),
+                (200, Some("jessy-api")),
+                "the health check's answer, not one for the body (pause {pause})"
+            );
+        } else {
+            assert!(
+                pause,
+                "a body that was all there is skipped, not a reason to close"
+            );
+        }
+    }
+}
+
+/// A core that answers every request as soon as its head is in, without
+/// reading the body, then closes (a server refusing a body it will not
+/// read: the close resets the connection, as jessy-core's 413 does).
+async fn core_answering_early(status_line: &'static str) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = br#"{"error":{"code":"body_too_large","message":"from the core"}}"#;
+                let answer = format!(
+                    "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+                // Dropped with the body unread: a reset.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_early_answer_from_the_core_reaches_the_client_not_a_502() {
+    let core = core_answering_early("HTTP/1.1 413 Payload Too Large").await;
+    let gw = spawn_gateway_with(&format!("http://{core}"), |c| {
+        c.max_body_size = 64 << 20;
+        c.upstream_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // Far more than socket buffers hold: the gateway is still writing the
+    // body when the core's reset arrives.
+    const BODY: usize = 32 << 20;
+    for round in 0..3 {
+        let stream = TcpStream::connect(gw.addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            let head = format!(
+                "POST /api/v1/query HTTP/1.1\r\nHost: gw\r\nContent-Length: {BODY}\r\n\r\n"
+            );
+            let _ = write.write_all(head.as_bytes()).await;
+            let piece = vec![b'q'; 64 * 1024];
+            for _ in 0..BODY / piece.len() {
+                if write.write_all(&piece).await.is_err() {
+                    break;
+                }
+            }
+            write
+        });
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap_or(0);
+            assert!(n > 0, "closed before an answer (round {round})");
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        assert!(
+            head.starts_with("http/1.1 413"),
+            "the core's own answer (round {round}): {head}"
+        );
+        assert!(head.contains("connection: close"), "{head}");
+        writer.abort();
+    }
+}
+
+/// A core that answers complete requests (`Content-Length` bodies) with 200
+/// and counts the connections that closed while a request body was still
+/// coming.
+async fn core_counting_cut_bodies() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&cut);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let mut in_body = false;
+                    let mut need = usize::MAX;
+                    while buf.len() < need {
+                        if need == usize::MAX
+                            && let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+                        {
+                            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                            let chunked = head.contains("transfer-encoding: chunked");
+                            let length: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            in_body = chunked || length > 0;
+                            need = if chunked {
+                                usize::MAX - 1
+                            } else {
+                                at + 4 + length
+                            };
+                            continue;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => {
+                                if in_body {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                }
+                                return;
+                            }
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..need);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_gets_408_and_frees_the_core_connection_and_the_slot() {
+    let (core, cut) = core_counting_cut_bodies().await;
+    let gw = spawn_gateway_with(&format!("http://{core}"), |c| {
+        c.client_body_timeout = Duration::from_millis(300);
+        c.upstream_timeout = Duration::from_secs(3);
+        c.max_concurrent_requests = 1;
+        c.upstream_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let stalls: [&[u8]; 2] = [
+        b"POST /api/v1/query HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n0123456789",
+        b"POST /api/v1/query HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ];
+    for (round, stall) in stalls.into_iter().enumerate() {
+        let mut raw = Raw::connect(gw.addr).await;
+        raw.send(stall).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 408, "round {round}: {answer:?}");
+        assert_eq!(answer.json()["error"]["code"], "body_timeout");
+        assert_eq!(answer.field("connection"), Some("close"));
+        assert!(raw.is_closed_by_peer().await);
+        // The core's connection is let go, not pooled with half a body.
+        let freed = crate::helpers::eventually(Duration::from_secs(2), || async {
+            cut.load(Ordering::SeqCst) == round + 1
+        })
+        .await;
+        assert!(freed, "the core saw the cut body (round {round})");
+        // And the one concurrency slot is free again.
+        let mut next = Raw::connect(gw.addr).await;
+        next.send(b"POST /api/v1/query HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
+            .await;
+        assert_eq!(next.answer().await.status, 200, "round {round}");
+    }
+}
+
+/// A core that sends a head and the first `sent` bytes of a `length`-byte
+/// body, then goes silent; it counts the connections the gateway closed.
+async fn core_stalling_in_its_body(
+    length: usize,
+    sent: usize,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&vec![b'b'; sent]).await;
+                // Silent until the gateway gives up on it.
+                while let Ok(1..) = stream.read(&mut chunk).await {}
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, closed)
+}
+
+/// Reads an answer's head and then everything until the gateway closes;
+/// the status and how many body bytes came.
+async fn status_and_bytes_until_close(stream: &mut TcpStream) -> (u16, usize) {
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the gateway closes within 10 s")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let at = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let status = String::from_utf8_lossy(&got[9..12]).parse().unwrap();
+    (status, got.len() - at - 4)
+}
+
+#[tokio::test]
+async fn a_core_that_stalls_inside_its_body_is_cut_off_both_ways() {
+    let (core, closed) = core_stalling_in_its_body(100_000, 1000).await;
+    let gw = spawn_gateway_with(&format!("http://{core}"), |c| {
+        c.upstream_timeout = Duration::from_millis(400);
+        c.upstream_probe_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/big HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, bytes) = status_and_bytes_until_close(&mut stream).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, 1000, "what came before the stall, then close");
+    let released = crate::helpers::eventually(Duration::from_secs(2), || async {
+        closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(released, "the core's connection was closed too");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_is_cut_off() {
+    const BIG: usize = 64 << 20;
+    let router = Router::new().route(
+        "/api/v1/big",
+        get(|| async { Bytes::from(vec![b'x'; BIG]) }),
+    );
+    let (core, _stub) = spawn_stub(router).await;
+    let gw = spawn_gateway_with(&format!("http://{core}"), |c| {
+        c.client_send_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/big HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: socket buffers fill, then the gateway waits on this client.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, bytes) = status_and_bytes_until_close(&mut stream).await;
+    assert_eq!(status, 200);
+    assert!(bytes < BIG, "cut off after {bytes} of {BIG} bytes");
+}
+
+#[tokio::test]
+async fn http_1_1_requests_need_exactly_one_host() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let refused: [&[u8]; 4] = [
+        b"GET /api/v1/echo HTTP/1.1\r\n\r\n",
+        b"GET /api/v1/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /api/health HTTP/1.1\r\n\r\n",
+        b"GET /api/v1/echo HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+    ];
+    for request in refused {
+        let shown = String::from_utf8_lossy(request);
+        let mut raw = Raw::connect(gw.addr).await;
+        raw.send(request).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 400, "{shown}");
+        assert_eq!(answer.json()["error"]["code"], "bad_request", "{shown}");
+        assert_eq!(answer.field("connection"), Some("close"), "{shown}");
+        assert!(raw.is_closed_by_peer().await, "{shown}");
+    }
+    // HTTP/1.0 did not require it.
+    let mut raw = Raw::connect(gw.addr).await;
+    raw.send(b"GET /api/v1/echo HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw.answer().await.status, 200);
+}
+
+#[tokio::test]
+async fn dot_segments_are_removed_before_routing_and_forwarding() {
+    let (gw, _stub) = gateway_on_stub().await;
+    let mut raw = Raw::connect(gw.addr).await;
+    // Up and out of /api/v1/: the gateway's own JSON 404, nothing forwarded.
+    for target in [
+        "/api/v1/../../metrics",
+        "/api/v1/%2e%2e/%2E%2e/metrics",
+        "/api/v1/./../../../metrics?x=1",
+    ] {
+        raw.send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 404, "{target}");
+        assert_eq!(answer.json()["error"]["code"], "not_found", "{target}");
+    }
+    // Within it: forwarded with the normalised path.
+    for (target, seen) in [
+        ("/api/v1/x/../echo?q=/../1", "/api/v1/echo?q=/../1"),
+        ("/api/v1/./echo", "/api/v1/echo"),
+        ("/api/v1/x/%2E%2E/echo", "/api/v1/echo"),
+    ] {
+        raw.send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 200, "{target}");
+        assert_eq!(answer.json()["uri"], seen, "{target}");
+    }
 }

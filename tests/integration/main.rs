@@ -5,6 +5,7 @@
 mod core_api;
 mod gateway;
 mod gateway_wire;
+mod h1_fuzz;
 mod helpers;
 mod lifecycle;
 #[cfg(feature = "otel")]

@@ -4,8 +4,9 @@
 //! - [`gateway`]: `jessy-api`, the public gateway in front of the core.
 //!
 //! Everything both services share lives beside them, one idea per module:
-//! `allocator` (mimalloc in the static musl builds), [`config`] (flags and environment), [`telemetry`] (logs and traces),
-//! [`metrics`] (the Prometheus recorder, the one global), [`process`] (the
+//! `allocator` (the shipped binaries' allocator), [`config`] (flags and
+//! environment), [`telemetry`] (logs and traces), [`metrics`] (the
+//! Prometheus recorder, the one global), [`process`] (the
 //! process's own resource usage), [`http`] (middleware and the JSON error
 //! shape), [`h1`] (HTTP/1.1 on the wire, for the gateway's forwarding
 //! path), [`server`] (the accept loop with graceful drain), [`workers`]

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use jessy::gateway::{Application, GatewayCli, GatewayCommand};
 use jessy::{config, healthcheck, shutdown, telemetry};
 
+// mimalloc on musl, what the images ship (src/allocator.rs says why).
+jessy::shipped_allocator!();
+
 fn main() -> ExitCode {
     let cli: GatewayCli = config::parse_or_exit();
     if let Some(GatewayCommand::Healthcheck(args)) = &cli.command {

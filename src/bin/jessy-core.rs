@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use jessy::core::{Application, CoreCli, CoreCommand};
 use jessy::{config, healthcheck, shutdown, telemetry};
 
+// mimalloc on musl, what the images ship (src/allocator.rs says why).
+jessy::shipped_allocator!();
+
 fn main() -> ExitCode {
     let cli: CoreCli = config::parse_or_exit();
     if let Some(CoreCommand::Healthcheck(args)) = &cli.command {

@@ -159,7 +159,7 @@ provision: ## Only install what test-all needs (pinned; says what it will do fir
 	scripts/provision.sh test
 
 ##@ Tests and checks
-.PHONY: bench bench-instr test test-unit test-integration test-bdd test-e2e lint-deploy coverage fmt clippy ci watch
+.PHONY: bench bench-instr soak test test-unit test-integration test-bdd test-e2e lint-deploy coverage fmt clippy ci watch
 test: ## All tests (unit, integration, BDD) with nextest
 	@$(NEED_CARGO)
 	@$(call need-cargo,nextest,cargo-nextest)
@@ -182,6 +182,10 @@ test-bdd: ## BDD scenarios (tests/features) against locally spawned services
 
 bench: ## Benchmarks on loopback (wrk, oha if installed; about 8 min; BENCH_ARGS=--quick for 1 min)
 	bench/run.sh $(BENCH_ARGS)
+
+soak: ## Soak the shipped build: a fixed rate through the gateway while the core restarts twice (~3 min; SOAK_ARGS)
+	scripts/build-binaries.sh
+	bench/soak.py --core-bin target/ship/jessy-core/bin/jessy-core --api-bin target/ship/jessy-api/bin/jessy-api $(SOAK_ARGS)
 
 bench-instr: ## Instructions per request under callgrind (steady on a busy machine; ~8 min)
 	bench/callgrind.py $(BENCH_ARGS)

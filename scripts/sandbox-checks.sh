@@ -193,5 +193,8 @@ if [ "$check" = build ]; then
 fi
 if [ "$check" = coverage ]; then
   cp "$out/lcov.info" target/lcov.info && echo "sandbox: coverage report: target/lcov.info" >&2
+  awk -F: '/^LF:/ { found += $2 } /^LH:/ { hit += $2 }
+    END { if (found) printf "sandbox: line coverage %.1f %% (%d of %d lines; the gate is 80 %%)\n", 100 * hit / found, hit, found }' \
+    target/lcov.info >&2
 fi
 echo "sandbox: $check ok" >&2

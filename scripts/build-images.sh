@@ -77,7 +77,16 @@ for name in "${images[@]}"; do
   bash scripts/image/check-archive.sh --spec "$spec" --name "$name" --version "$version" \
     --revision "$JESSY_GIT_REVISION" --created "$created" "$archive"
   if [ "$load" = 1 ]; then
+    previous=$(docker image inspect --format '{{.Id}}' "$name:$tag" 2>/dev/null || true)
     docker load -q -i "$archive"
+    # The image this one replaced (another commit's) would stay behind
+    # untagged: remove it, unless a container still uses it.
+    current=$(docker image inspect --format '{{.Id}}' "$name:$tag")
+    if [ -n "$previous" ] && [ "$previous" != "$current" ] &&
+      [ "$(docker image inspect --format '{{len .RepoTags}}' "$previous" 2>/dev/null)" = 0 ]; then
+      docker image rm "$previous" >/dev/null 2>&1 ||
+        echo "build-images: the previous $name image ${previous:7:12} is still used by a container; kept" >&2
+    fi
   fi
 done
 if [ "$load" = 1 ]; then

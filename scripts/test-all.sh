@@ -77,9 +77,9 @@ book() {
 images_twice() {
   local first second dangling_before dangling_after
   ids() { docker image inspect --format '{{.Id}}' jessy-core:latest jessy-api:latest jessy-test:latest; }
-  dangling_before=$(docker images -q -f dangling=true | sort)
   bash scripts/build-images.sh --test --no-cargo || return 1
   first=$(ids) || return 1
+  dangling_before=$(docker images -q -f dangling=true | sort)
   bash scripts/build-images.sh --test --no-cargo >/dev/null || return 1
   second=$(ids) || return 1
   dangling_after=$(docker images -q -f dangling=true | sort)

@@ -1012,13 +1012,15 @@ def ratio(by, a, b, key="rps"):
 def build_label(meta, name: str) -> str:
     """Which build a service or case name is, and its libc/allocator."""
     if name.startswith("axum-ref"):
-        return "static musl, mimalloc" if name == "axum-ref-musl" else "glibc, system malloc"
+        return "static musl, mimalloc" if name == "axum-ref-musl" else "glibc, glibc malloc"
     v = name.partition("@")[2]
     libc = meta["libc"].get(f"@{v}" if v else "jessy-core", "?")
     kind = {"static": "static musl", "glibc": "glibc"}.get(libc, libc)
-    if v == "":
-        return ("shipped: " if meta["product"] == "ship" else "") + kind + (", mimalloc" if libc == "static" else ", system malloc")
-    return f"{v}: {kind}" + {"glibc": ", system malloc"}.get(libc, "")
+    if v == "" and meta["product"] == "ship":
+        return "shipped: static musl, mimalloc" if libc == "static" else f"shipped: {kind}"
+    if libc == "glibc":
+        return "glibc, glibc malloc"
+    return kind + ("" if v == "" else ", allocator as built")
 
 
 def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, failures) -> tuple[str, list[dict]]:

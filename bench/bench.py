@@ -2,10 +2,15 @@
 """jessy benchmark harness (python3 stdlib only). Run it through bench/run.sh.
 
 What one run does, in order:
-  1. builds the release binaries (jessy-core, jessy-api) and the bare-axum
-     reference (bench/reference-axum, own Cargo.lock), and copies the three
-     executables into a private temp dir, so parallel builds in the shared
-     target dir cannot swap a binary under the benchmark;
+  1. builds the product under test -- by default the shipped binaries,
+     static musl with mimalloc, made by scripts/build-binaries.sh (or taken
+     from --ship-dir) -- and, beside it as variant "glibc", the native
+     release build (cargo build --release --locked --features <as shipped>);
+     the bare-axum reference (bench/reference-axum, own Cargo.lock) for glibc
+     and for static musl; writes the image archives of the shipped binaries
+     (scripts/build-images.sh --no-cargo --no-load); copies every executable
+     into a private temp dir, so parallel builds in the shared target dir
+     cannot swap a binary under the benchmark;
   2. load cases, interleaved: every round runs every case once (the order
      rotates each round), each case on freshly started processes: wait until
      ready, one pre-check request (must be 2xx), wrk warm-up, measured wrk
@@ -18,11 +23,13 @@ What one run does, in order:
      saturation follows throughput; this is the other view, latency at one
      load every member sustains. Skipped when oha is not installed;
   3. startup: spawn -> first 200 on the health URL (poll every 0.5 ms),
-     median of N starts, and idle RSS 200 ms after that first 200;
-  4. sizes (stripped release binaries; docker images when built);
+     median of N starts, and idle RSS 200 ms after that first 200, for the
+     product and every variant;
+  4. sizes (stripped binaries; the image archives' layers, uncompressed);
   5. divan microbenchmarks of the navigation engine (benches/navigation.rs);
   6. optional (--build-times): cold and incremental release build times;
-  7. tables (medians, min..max spread), ratios and the budget (PASS/MISS;
+  7. tables (medians, min..max spread), ratios and the budget (PASS/MISS
+     with per-round ranges, for the product and beside it for every variant;
      a MISS does not fail the run), and JSON lines in bench/results/.
 
 Exit status: 0 unless something did not work (a server that does not start,
@@ -71,7 +78,8 @@ SENTENCE = ("I feel anxious about the future of my family and friends, "
 RATE_GROUPS = (("core-health", "core-query", "core-query-2k"),
                ("api-health", "api-query", "api-query-2k"))
 
-# Budget (issue 6). Ratios are measured within one run.
+# Budget (issue 6; images: issue 14). Ratios are measured within one run, on
+# the product under test (by default the shipped static musl build).
 BUDGET = {
     "core_vs_axum": 0.9,       # jessy-core /health req/s >= 0.9 x bare axum
     "gateway_vs_nginx": 1.0,   # jessy-api -> core >= 1.0 x nginx proxy -> core
@@ -79,7 +87,7 @@ BUDGET = {
     "peak_rss_mib": 32.0,      # per service, 64 connections
     "startup_ms": 20.0,        # spawn -> first 200 on /health
     "query_p99_x": 2.0,        # /api/v1/query p99 <= 2 x /health p99
-    "image_mb": 10.0,          # docker image size, MB (10^6 bytes)
+    "image_mb": 6.0,           # image layers, MB (10^6 bytes); deploy/images.json maxLayerBytes wins
 }
 
 
@@ -289,16 +297,40 @@ def cargo_env(target_dir: Path) -> dict[str, str]:
     return env
 
 
-def build(args, target_dir: Path, bindir: Path) -> dict[str, Path]:
-    """Builds and copies the executables into bindir (private copies)."""
-    cmd = ["cargo", "build", "--release", "--locked", "--bins",
-           "--message-format", "json-render-diagnostics"]
-    if args.features:
-        cmd += ["--features", args.features]
-    log(f"bench: {' '.join(cmd[:5])}{' --features ' + args.features if args.features else ''}"
-        f" (CARGO_TARGET_DIR={target_dir})")
-    out = subprocess.run(cmd, cwd=REPO, env=cargo_env(target_dir), stdout=subprocess.PIPE,
-                         check=True, text=True).stdout
+SHIP_DESC = REPO / "deploy" / "build.json"
+IMAGES_DESC = REPO / "deploy" / "images.json"
+
+
+def ship_desc() -> dict:
+    """deploy/build.json: features, target and rustflags of the build that ships."""
+    d = json.loads(SHIP_DESC.read_text())
+    d["linux"]["target"] = d["linux"]["target"].replace("{cpu}", platform.machine())
+    return d
+
+
+def elf_libc(path: Path) -> str:
+    """'static' (no program interpreter: the static musl build) or the
+    interpreter's libc ('glibc', 'musl (dynamic)')."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:
+            return "?"
+        phoff, = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            ptype, = struct.unpack("<I", f.read(4))
+            if ptype == 3:  # PT_INTERP
+                f.seek(phoff + i * phentsize + 8)
+                off, = struct.unpack("<Q", f.read(8))
+                f.seek(off)
+                interp = f.read(64).split(b"\0")[0].decode(errors="replace")
+                return "musl (dynamic)" if "musl" in interp else "glibc"
+    return "static"
+
+
+def cargo_exes(out: str) -> dict[str, Path]:
     exes = {}
     for line in out.splitlines():
         try:
@@ -308,23 +340,124 @@ def build(args, target_dir: Path, bindir: Path) -> dict[str, Path]:
         if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
                 and "bin" in msg["target"]["kind"]:
             exes[msg["target"]["name"]] = Path(msg["executable"])
-    bins = {}
+    return exes
+
+
+def ship_bins(ship: Path) -> dict[str, Path]:
+    """The executables of a build-binaries.sh tree (DIR/<name>/bin/<name>) or
+    of a flat dir (DIR/<name>)."""
+    out = {}
+    for name in ("jessy-core", "jessy-api"):
+        for cand in (ship / name / "bin" / name, ship / name):
+            if cand.is_file():
+                out[name] = cand
+                break
+    return out
+
+
+def build_glibc(args, target_dir: Path) -> dict[str, Path]:
+    """cargo build --release --locked --features <the shipped features> --bins:
+    the native glibc build (system malloc)."""
+    cmd = ["cargo", "build", "--release", "--locked", "--bins",
+           "--message-format", "json-render-diagnostics"]
+    if args.features:
+        cmd += ["--features", args.features]
+    log(f"bench: {' '.join(cmd[:5])}{' --features ' + args.features if args.features else ''}"
+        f" (CARGO_TARGET_DIR={target_dir})")
+    out = subprocess.run(cmd, cwd=REPO, env=cargo_env(target_dir), stdout=subprocess.PIPE,
+                         check=True, text=True).stdout
+    exes = cargo_exes(out)
     for name in ("jessy-core", "jessy-api"):
         if name not in exes:
             raise SystemExit(f"bench: cargo did not report an executable for {name}")
-        bins[name] = bindir / name
-        shutil.copy2(exes[name], bins[name])
+    return {k: exes[k] for k in ("jessy-core", "jessy-api")}
 
+
+def build_ship(args, target_dir: Path, ship: Path) -> dict[str, Path]:
+    """scripts/build-binaries.sh --out SHIP: the static musl binaries the
+    images hold (deploy/build.json: target, features, rustflags, cargo-auditable)."""
+    log(f"bench: scripts/build-binaries.sh --out {ship} (CARGO_TARGET_DIR={target_dir})")
+    subprocess.run(["bash", str(REPO / "scripts" / "build-binaries.sh"), "--out", str(ship)],
+                   cwd=REPO, env=cargo_env(target_dir), check=True)
+    return ship_bins(ship)
+
+
+def build_reference(target_dir: Path, musl: bool) -> Path:
+    """The bare-axum reference: the native glibc build, or (musl=True) a static
+    musl build made like the shipped one (target and rustflags of
+    deploy/build.json; mimalloc, as jessy's musl builds)."""
     ref_target = target_dir / "bench-reference-axum"
     manifest = BENCH / "reference-axum" / "Cargo.toml"
-    log(f"bench: cargo build --release --locked --manifest-path {manifest.relative_to(REPO)}"
-        f" (CARGO_TARGET_DIR={ref_target})")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path", str(manifest)],
-                   cwd=BENCH / "reference-axum", env=cargo_env(ref_target), check=True,
-                   stdout=subprocess.DEVNULL)
-    bins["reference-axum"] = bindir / "reference-axum"
-    shutil.copy2(ref_target / "release" / "reference-axum", bins["reference-axum"])
-    return bins
+    cmd = ["cargo", "build", "--release", "--locked", "--manifest-path", str(manifest)]
+    env = cargo_env(ref_target)
+    if musl:
+        d = ship_desc()["linux"]
+        cmd += ["--target", d["target"]]
+        env["CARGO_BUILD_RUSTFLAGS"] = d["rustflags"]
+        cc_var = "CC_" + d["target"].replace("-", "_")
+        env.setdefault(cc_var, "musl-gcc")
+        exe = ref_target / d["target"] / "release" / "reference-axum"
+    else:
+        exe = ref_target / "release" / "reference-axum"
+    log(f"bench: {' '.join(cmd[:4])} --manifest-path {manifest.relative_to(REPO)}"
+        f"{' --target ' + ship_desc()['linux']['target'] if musl else ''} (CARGO_TARGET_DIR={ref_target})")
+    subprocess.run(cmd, cwd=BENCH / "reference-axum", env=env, check=True, stdout=subprocess.DEVNULL)
+    return exe
+
+
+def reference_path(target_dir: Path, musl: bool) -> Path:
+    ref_target = target_dir / "bench-reference-axum"
+    if musl:
+        return ref_target / ship_desc()["linux"]["target"] / "release" / "reference-axum"
+    return ref_target / "release" / "reference-axum"
+
+
+def build(args, target_dir: Path, bindir: Path) -> tuple[dict[str, Path], dict[str, dict[str, Path]]]:
+    """Builds (or with --no-build finds) the product under test, the glibc
+    build beside it and the references, and copies every executable into
+    bindir (private copies: a parallel build cannot swap one mid-run).
+    Returns (bins of the product + references, {variant: its jessy bins})."""
+    found: dict[str, Path] = {}
+    variants: dict[str, dict[str, Path]] = {}
+    ship = Path(args.ship_dir).resolve() if args.ship_dir else target_dir / "ship"
+    if args.product == "ship":
+        if args.ship_dir or args.no_build:
+            found.update(ship_bins(ship))
+        else:
+            found.update(build_ship(args, target_dir, ship))
+        for name in ("jessy-core", "jessy-api"):
+            if name not in found:
+                raise SystemExit(f"bench: no {name} in {ship} (scripts/build-binaries.sh --out {ship})")
+    if args.product == "glibc" or not args.no_glibc:
+        if args.no_build:
+            g = {n: target_dir / "release" / n for n in ("jessy-core", "jessy-api")}
+        else:
+            g = build_glibc(args, target_dir)
+        if args.product == "glibc":
+            found.update(g)
+        else:
+            variants["glibc"] = g
+    refs = {"reference-axum": False}
+    if not args.no_musl_ref:
+        refs["reference-axum-musl"] = True
+    for key, musl in refs.items():
+        found[key] = reference_path(target_dir, musl) if args.no_build else build_reference(target_dir, musl)
+
+    bins = {}
+    for k, v in found.items():
+        if not v.is_file():
+            raise SystemExit(f"bench: {v} not found (build it, or drop --no-build)")
+        bins[k] = bindir / k
+        shutil.copy2(v, bins[k])
+    out = {}
+    for name, vb in variants.items():
+        out[name] = {}
+        for exe, src in vb.items():
+            if not src.is_file():
+                raise SystemExit(f"bench: {src} not found (build it, or drop --no-build)")
+            out[name][exe] = bindir / f"{exe}@{name}"
+            shutil.copy2(src, out[name][exe])
+    return bins, out
 
 
 # ----------------------------------------------------------------- nginx ----
@@ -415,11 +548,11 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
         return {"role": "api", "cmd": [str(bins["jessy-api"])], "env": env,
                 "port": ports.api, "ready": "/api/health"}
 
-    def ref(workers=None):
+    def ref(workers=None, exe="reference-axum"):
         env = base_env() | {"BIND": f"127.0.0.1:{ports.ref}"}
         if workers:
             env["TOKIO_WORKER_THREADS"] = str(workers)
-        return {"role": "axum", "cmd": [str(bins["reference-axum"])], "env": env,
+        return {"role": "axum", "cmd": [str(bins[exe])], "env": env,
                 "port": ports.ref, "ready": "/health"}
 
     def nginx(workers):
@@ -444,7 +577,10 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
         C.append({"name": name, "what": what, "procs": procs, "port": procs[-1]["port"],
                   "path": path, "body": str(body) if body else None, "default": default})
 
-    case("axum-ref", "bare axum reference GET /health", [ref()], "/health")
+    case("axum-ref", "bare axum reference GET /health (glibc)", [ref()], "/health")
+    if "reference-axum-musl" in bins:
+        case("axum-ref-musl", "bare axum reference GET /health (static musl, mimalloc)",
+             [ref(exe="reference-axum-musl")], "/health")
     case("core-health", "jessy-core GET /health", [core()], "/health")
     case("core-health-warn", "jessy-core GET /health, RUST_LOG=warn", [core("warn")], "/health")
     case("core-query", "jessy-core POST /api/v1/query (short)", [core()], "/api/v1/query", short)
@@ -695,16 +831,55 @@ def startup(args, name: str, proc: dict, n: int, logdir: Path, backend: dict | N
 
 # ------------------------------------------------------------ size/build ----
 
-def image_sizes() -> dict[str, int | None]:
+def image_sizes() -> dict[str, dict]:
+    """Per release image (deploy/images.json): the layers of its archive
+    target/images/<name>.tar (scripts/build-images.sh, or the flake's), summed
+    uncompressed -- what `docker image ls` shows once loaded -- and, when the
+    image loaded in Docker is that archive's (same config digest), Docker's size."""
+    import gzip
+    import tarfile
+    spec = json.loads(IMAGES_DESC.read_text())
     out = {}
     docker = shutil.which("docker")
-    for img in ("jessy-core:latest", "jessy-api:latest", "jessy-test:latest"):
-        if not docker:
-            out[img] = None
+    for name, img in spec["images"].items():
+        if name == "jessy-test":
             continue
-        r = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", img],
-                           capture_output=True, text=True, timeout=30)
-        out[img] = int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
+        res = {"limit": img.get("maxLayerBytes"), "layers": None, "archive": None, "docker": None,
+               "config": None}
+        archive = REPO / "target" / "images" / f"{name}.tar"
+        if archive.is_file():
+            res["archive"] = archive.stat().st_size
+            res["mtime"] = dt.datetime.fromtimestamp(archive.stat().st_mtime, dt.timezone.utc).strftime("%H:%M UTC")
+            with tarfile.open(archive) as t:
+                manifest = json.load(t.extractfile("manifest.json"))[0]
+                res["config"] = Path(manifest["Config"]).name.removesuffix(".json")
+                total = content = 0
+                for layer in manifest["Layers"]:
+                    f = t.extractfile(layer)
+                    head = f.read(2)
+                    f.seek(0)
+                    if head == b"\x1f\x8b":
+                        f = gzip.open(f)
+                        size = 0
+                        while chunk := f.read(1 << 20):
+                            size += len(chunk)
+                        total += size
+                        f.seek(0)
+                    else:
+                        total += t.getmember(layer).size
+                    # the files' bytes (what `docker image ls` adds up), without tar headers
+                    with tarfile.open(fileobj=f) as lt:
+                        content += sum(m.size for m in lt.getmembers() if m.isfile())
+                res["layers"], res["content"] = total, content
+        if docker:
+            r = subprocess.run([docker, "image", "inspect", "-f", "{{.Id}} {{.Size}}", f"{name}:{spec['tag']}"],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 and len(r.stdout.split()) == 2:
+                iid, size = r.stdout.split()
+                res["docker_id"], res["docker_size"] = iid, int(size)
+                if res["config"] and iid.endswith(res["config"]):
+                    res["docker"] = int(size)
+        out[name] = res
     return out
 
 
@@ -834,6 +1009,20 @@ def ratio(by, a, b, key="rps"):
     return r, (min(per) if per else None), (max(per) if per else None)
 
 
+def build_label(meta, name: str) -> str:
+    """Which build a service or case name is, and its libc/allocator."""
+    if name.startswith("axum-ref"):
+        return "static musl, mimalloc" if name == "axum-ref-musl" else "glibc, glibc malloc"
+    v = name.partition("@")[2]
+    libc = meta["libc"].get(f"@{v}" if v else "jessy-core", "?")
+    kind = {"static": "static musl", "glibc": "glibc"}.get(libc, libc)
+    if v == "" and meta["product"] == "ship":
+        return "shipped: static musl, mimalloc" if libc == "static" else f"shipped: {kind}"
+    if libc == "glibc":
+        return "glibc, glibc malloc"
+    return kind + ("" if v == "" else ", allocator as built")
+
+
 def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, failures) -> tuple[str, list[dict]]:
     L = []
     L.append(f"## jessy benchmark — {meta['date']}")
@@ -844,7 +1033,14 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
              f"wrk -t{meta['threads']} -c{meta['conns']}, {meta['duration']} s measured after "
              f"{meta['warmup']} s warm-up, fresh processes per case and round; LOG_FORMAT="
              f"{meta['log_format']}, RUST_LOG=info unless noted, RATE_LIMIT_ENABLED=false; "
-             f"features: {meta['features']}; autogroup nice {meta['nice']}; git {meta['git']}.")
+             f"glibc build features: {meta['features']}; autogroup nice {meta['nice']}; git {meta['git']}; "
+             f"load average at start {' '.join(meta['loadavg'])}, at end {' '.join(meta.get('loadavg_end', ['?']))}.")
+    L.append("Builds: plain case names = " + build_label(meta, "core-health")
+             + ("" if not meta["variants"] else "; " + "; ".join(
+                 f"`@{v}` = {build_label(meta, 'x@' + v)}" for v in meta["variants"]))
+             + "; `axum-ref` = bare axum, " + build_label(meta, "axum-ref")
+             + ("; `axum-ref-musl` = bare axum, static musl, mimalloc" if "reference-axum-musl" in meta["sizes"] else "")
+             + ". nginx: Debian's (glibc).")
     L.append(f"Noise: machine load before runs (cores busy) median {fmt(meta['pre_busy_med'], 2)}, "
              f"max {fmt(meta['pre_busy_max'], 2)}; CPU used by other processes during runs "
              f"median {fmt(meta['other_cpu_med'], 2)}, max {fmt(meta['other_cpu_max'], 2)} cores "
@@ -896,7 +1092,8 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
             if base == "core-health":
                 ratio_defs.append((f"{c['name']} / axum-ref (req/s)", c["name"], "axum-ref", "rps"))
             if base == "api-health":
-                ratio_defs.append((f"{c['name']} / nginx1-proxy (req/s)", c["name"], "nginx1-proxy", "rps"))
+                ratio_defs.append((f"{c['name']} / nginx1-proxy@{variant} (req/s)", c["name"],
+                                   f"nginx1-proxy@{variant}", "rps"))
     ratios = {}
     for label, a, b, key in ratio_defs:
         r, lo, hi = ratio(by, a, b, key)
@@ -904,6 +1101,23 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
         if r is not None:
             L.append(f"| {label} | {r:.2f} | {lo:.2f}..{hi:.2f} |")
     L.append("")
+
+    for vname in meta["variants"]:
+        base_label = "shipped" if meta["product"] == "ship" else meta["product"]
+        L.append(f"### {base_label} vs @{vname} ({build_label(meta, 'x@' + vname)}), same run")
+        L.append("")
+        L.append(f"| case | {base_label} req/s | @{vname} req/s | @{vname} / {base_label} (per round) | "
+                 f"p99 ms {base_label} / @{vname} | peak RSS MiB {base_label} | peak RSS MiB @{vname} |")
+        L.append("|---|---:|---:|---|---|---|---|")
+        for c in cases:
+            if "@" in c["name"] or f"{c['name']}@{vname}" not in by or c["name"] not in by:
+                continue
+            a_, b_ = by[c["name"]], by[f"{c['name']}@{vname}"]
+            r, lo, hi = ratio(by, f"{c['name']}@{vname}", c["name"], "rps")
+            rss = lambda s_: " + ".join(f"{role} {x:.1f}" for role, x in s_["rss"].items() if role != "nginx")  # noqa: E731
+            L.append(f"| {c['name']} | {a_['rps']:,.0f} | {b_['rps']:,.0f} | {r:.2f} ({lo:.2f}..{hi:.2f}) | "
+                     f"{a_['p99']:.2f} / {b_['p99']:.2f} | {rss(a_)} | {rss(b_)} |")
+        L.append("")
 
     rate_ratios = {}
     if by_rate:
@@ -935,24 +1149,45 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
 
     L.append("### Startup, idle memory, sizes")
     L.append("")
-    L.append(f"| service | spawn → first 200 ms (median of {meta['starts']}; min..max) | idle RSS MiB (median) | threads | stripped binary |")
-    L.append("|---|---|---:|---:|---:|")
+    L.append(f"| service | build | spawn → first 200 ms (median of {meta['starts']}; min..max) | idle RSS MiB (median; min..max) | threads | stripped binary |")
+    L.append("|---|---|---|---|---:|---:|")
     st = {}
-    for name, bin_name in (("jessy-core", "jessy-core"), ("jessy-api", "jessy-api"),
-                           ("axum-ref", "reference-axum")):
+    services = []
+    for v in [""] + [f"@{n}" for n in meta["variants"]]:
+        services += [("jessy-core" + v, "jessy-core" + v), ("jessy-api" + v, "jessy-api" + v)]
+    services += [("axum-ref", "reference-axum"), ("axum-ref-musl", "reference-axum-musl")]
+    for name, bin_name in services:
         rs = [r for r in starts if r["name"] == name and r.get("ok")]
+        if bin_name not in sizes:
+            continue
+        what = build_label(meta, name)
         if not rs:
-            L.append(f"| {name} | FAILED | | | {fmt(sizes.get(bin_name))} B |")
+            L.append(f"| {name} | {what} | FAILED | | | {fmt(sizes.get(bin_name))} B |")
             continue
         ms = [r["ready_ms"] for r in rs]
-        st[name] = {"ready_ms": med(ms), "rss_idle_mib": med([r["rss_idle_kb"] for r in rs]) / 1024,
+        idle = [r["rss_idle_kb"] / 1024 for r in rs]
+        st[name] = {"ready_ms": med(ms), "ready_lo": min(ms), "ready_hi": max(ms),
+                    "rss_idle_mib": med(idle), "rss_lo": min(idle), "rss_hi": max(idle),
                     "threads": med([r["threads"] for r in rs])}
-        L.append(f"| {name} | {med(ms):.2f} ({min(ms):.2f}..{max(ms):.2f}) | "
-                 f"{st[name]['rss_idle_mib']:.1f} | {st[name]['threads']:.0f} | "
+        L.append(f"| {name} | {what} | {med(ms):.2f} ({min(ms):.2f}..{max(ms):.2f}) | "
+                 f"{st[name]['rss_idle_mib']:.1f} ({min(idle):.1f}..{max(idle):.1f}) | {st[name]['threads']:.0f} | "
                  f"{sizes.get(bin_name, 0):,} B ({sizes.get(bin_name, 0) / MIB:.2f} MiB) |")
     L.append("")
-    L.append("Images: " + ", ".join(
-        f"{k} {'not built' if v is None else f'{v / 1e6:.1f} MB'}" for k, v in images.items()))
+    L.append("Images (deploy/images.json; the layer tars of `target/images/<name>.tar` summed uncompressed, "
+             "as check-archive.sh counts them against maxLayerBytes; Docker counts the files' bytes; MB = 10^6 bytes):")
+    L.append("")
+    L.append("| image | layers, uncompressed (the budget's) | files in them | archive file | docker image ls | limit (maxLayerBytes) |")
+    L.append("|---|---:|---:|---:|---|---:|")
+    for name, im in images.items():
+        if im["layers"] is None:
+            L.append(f"| {name} | not built | | | | {fmt((im['limit'] or 0) / 1e6, 1)} MB |")
+            continue
+        dock = (f"{im['docker'] / 1e6:.2f} MB" if im.get("docker") else
+                (f"another build is loaded ({im['docker_id'].removeprefix('sha256:')[:12]}, "
+                 f"{im['docker_size'] / 1e6:.2f} MB)" if im.get("docker_id") else "not loaded"))
+        L.append(f"| {name} | {im['layers']:,} B ({im['layers'] / 1e6:.2f} MB) | {im['content'] / 1e6:.2f} MB | "
+                 f"{im['archive'] / 1e6:.2f} MB (written {im.get('mtime', '?')}) | {dock} | "
+                 f"{fmt((im['limit'] or 0) / 1e6, 1)} MB |")
     L.append("")
     if micro_rows:
         L.append("### Navigation engine (divan, `cargo bench --bench navigation`)")
@@ -974,56 +1209,110 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
             L.append(f"build failed: {build.get('error')}")
         L.append("")
 
-    # Budget
+    # Budget, per build: the product (plain case names) and every variant
+    # (<case>@NAME). The references are the same processes for all of them;
+    # the nginx cases run each build's own jessy-core.
+    builds = [""] + [f"@{n}" for n in meta["variants"]]
     B = []
+    rows_by_what: dict[str, dict] = {}
 
-    def line(what, value, limit, passed, detail=""):
-        B.append({"type": "budget", "what": what, "value": value, "limit": limit,
-                  "result": "n/a" if passed is None else ("PASS" if passed else "MISS"),
-                  "detail": detail})
+    def line(key, what, limit, v, value, lo_hi, passed, detail=""):
+        row = {"type": "budget", "build": v or "product", "what": what, "value": value,
+               "range": lo_hi, "limit": limit,
+               "result": "n/a" if passed is None else ("PASS" if passed else "MISS"),
+               "detail": detail}
+        B.append(row)
+        rows_by_what.setdefault(key, {"what": what, "limit": limit, "detail": detail})[v] = row
 
-    r = ratios.get(("core-health", "axum-ref", "rps"))
-    line("jessy-core /health req/s ≥ 0.9× bare axum", None if r is None else f"{r:.2f}×",
-         "≥ 0.90×", None if r is None else r >= BUDGET["core_vs_axum"], "core-health / axum-ref")
-    r = ratios.get(("api-health", "nginx1-proxy", "rps"))
-    line("gateway path ≥ 1.0× nginx proxy (1 worker) → same core", None if r is None else f"{r:.2f}×",
-         "≥ 1.00×", None if r is None else r >= BUDGET["gateway_vs_nginx"], "api-health / nginx1-proxy")
-    r = ratios.get(("api-health", "nginx2-proxy", "rps"))
-    if r is not None:
-        line("gateway path ≥ 1.0× nginx proxy (2 workers) → same core", f"{r:.2f}×", "≥ 1.00×",
-             r >= BUDGET["gateway_vs_nginx"], "api-health / nginx2-proxy")
-    for name in ("jessy-core", "jessy-api"):
-        v = st.get(name, {}).get("rss_idle_mib")
-        line(f"idle RSS {name} ≤ 8 MiB", None if v is None else f"{v:.1f} MiB", "≤ 8 MiB",
-             None if v is None else v <= BUDGET["idle_rss_mib"], "VmRSS 200 ms after first 200")
-    for role, name in (("core", "jessy-core"), ("api", "jessy-api")):
-        peaks = [(s["rss"][role], n) for n, s in by.items() if role in s["rss"]]
-        if peaks:
-            v, where = max(peaks)
-            line(f"peak RSS {name} under {meta['conns']} connections ≤ 32 MiB", f"{v:.1f} MiB",
-                 "≤ 32 MiB", v <= BUDGET["peak_rss_mib"], f"max VmHWM over all cases ({where})")
-    for name in ("jessy-core", "jessy-api"):
-        v = st.get(name, {}).get("ready_ms")
-        line(f"start → healthy {name} ≤ 20 ms", None if v is None else f"{v:.2f} ms", "≤ 20 ms",
-             None if v is None else v <= BUDGET["startup_ms"], f"median of {meta['starts']}")
-    for a, b in (("core-query", "core-health"), ("core-query-2k", "core-health"),
-                 ("api-query", "api-health"), ("api-query-2k", "api-health")):
-        r = ratios.get((a, b, "p99"))
-        line(f"{a} p99 ≤ 2× {b} p99 under load", None if r is None else
-             f"{r:.2f}× ({by[a]['p99']:.2f} / {by[b]['p99']:.2f} ms)", "≤ 2.00×",
-             None if r is None else r <= BUDGET["query_p99_x"], "wrk, closed loop, saturated")
-    for img in ("jessy-core:latest", "jessy-api:latest"):
-        v = images.get(img)
-        line(f"image {img} ≤ 10 MB", "not built" if v is None else f"{v / 1e6:.1f} MB", "≤ 10 MB",
-             None if v is None else v <= BUDGET["image_mb"] * 1e6)
+    def rng(lo, hi, nd=2, unit="×"):
+        return "" if lo is None else f"{lo:.{nd}f}..{hi:.{nd}f}{unit}"
 
+    for v in builds:
+        for key, what, a, b_, lim, ge in (
+                ("core", "jessy-core /health req/s ≥ 0.9× bare axum (glibc reference)", "core-health", "axum-ref",
+                 BUDGET["core_vs_axum"], True),
+                ("gw1", "gateway path ≥ 1.0× nginx proxy (1 worker) → same core", "api-health", "nginx1-proxy",
+                 BUDGET["gateway_vs_nginx"], True),
+                ("gw2", "gateway path ≥ 1.0× nginx proxy (2 workers) → same core", "api-health", "nginx2-proxy",
+                 BUDGET["gateway_vs_nginx"], True)):
+            bb = b_ if b_ == "axum-ref" else b_ + v
+            r, lo, hi = ratio(by, a + v, bb, "rps")
+            if r is None and key == "gw2":
+                continue
+            line(key, what, f"{'≥' if ge else '≤'} {lim:.2f}×", v, None if r is None else f"{r:.2f}×",
+                 rng(lo, hi), None if r is None else r >= lim, f"{a}{v} / {bb}")
+        for name in ("jessy-core", "jessy-api"):
+            s_ = st.get(name + v, {})
+            x = s_.get("rss_idle_mib")
+            line(f"idle-{name}", f"idle RSS {name} ≤ 8 MiB", "≤ 8 MiB", v,
+                 None if x is None else f"{x:.1f} MiB",
+                 rng(s_.get("rss_lo"), s_.get("rss_hi"), 1, " MiB"),
+                 None if x is None else x <= BUDGET["idle_rss_mib"],
+                 "VmRSS 200 ms after the first 200, median (range over starts)")
+        for role, name in (("core", "jessy-core"), ("api", "jessy-api")):
+            mine = {n: s_ for n, s_ in by.items()
+                    if role in s_["rss"] and (n.endswith(v) if v else "@" not in n)}
+            peaks = [(s_["rss"][role], n) for n, s_ in mine.items()]
+            if not peaks:
+                continue
+            x, where = max(peaks)
+            per_round = {}
+            for s_ in mine.values():
+                for rnd, r_ in s_["per_round"].items():
+                    per_round[rnd] = max(per_round.get(rnd, 0), r_.get(f"rss_peak_kb_{role}", 0) / 1024)
+            line(f"peak-{name}", f"peak RSS {name} under {meta['conns']} connections ≤ 32 MiB", "≤ 32 MiB", v,
+                 f"{x:.1f} MiB", rng(min(per_round.values()), max(per_round.values()), 1, " MiB"),
+                 x <= BUDGET["peak_rss_mib"],
+                 f"max VmHWM over all cases ({where}); range: per-round maxima")
+        for name in ("jessy-core", "jessy-api"):
+            s_ = st.get(name + v, {})
+            x = s_.get("ready_ms")
+            line(f"start-{name}", f"start → healthy {name} ≤ 20 ms", "≤ 20 ms", v,
+                 None if x is None else f"{x:.2f} ms", rng(s_.get("ready_lo"), s_.get("ready_hi"), 2, " ms"),
+                 None if x is None else x <= BUDGET["startup_ms"], f"median of {meta['starts']} (range)")
+        for a, b_ in (("core-query", "core-health"), ("core-query-2k", "core-health"),
+                      ("api-query", "api-health"), ("api-query-2k", "api-health")):
+            r, lo, hi = ratio(by, a + v, b_ + v, "p99")
+            line(f"{a}-p99", f"{a} p99 ≤ 2× {b_} p99 under load", "≤ 2.00×", v, None if r is None else
+                 f"{r:.2f}× ({by[a + v]['p99']:.2f} / {by[b_ + v]['p99']:.2f} ms)", rng(lo, hi),
+                 None if r is None else r <= BUDGET["query_p99_x"], "wrk, closed loop, saturated")
+    if meta["product"] == "ship":
+        for name, im in images.items():
+            lim = im["limit"] or BUDGET["image_mb"] * 1e6
+            x = im["layers"]
+            line(f"image-{name}", f"image {name} ≤ {lim / 1e6:g} MB", f"≤ {lim / 1e6:g} MB", "",
+                 "not built" if x is None else f"{x / 1e6:.2f} MB", "",
+                 None if x is None else x <= lim, "layers of target/images/<name>.tar, uncompressed")
+
+    cols = ["shipped" if meta["product"] == "ship" else meta["product"]] + meta["variants"]
     L.append("### Budget (MISS does not fail the run)")
     L.append("")
-    L.append("| budget | measured | limit | result |")
-    L.append("|---|---|---|---|")
-    for b in B:
-        L.append(f"| {b['what']} | {b['value'] or 'n/a'} | {b['limit']} | {b['result']} |")
+    L.append("Each build's own cases (`<case>@NAME` for a variant); value = ratio of medians "
+             "(or median), range = per round (ratios) or over starts / rounds. The bare-axum "
+             "reference of the first line is the glibc build for every column.")
     L.append("")
+    L.append("| budget | limit | " + " | ".join(f"{c}: measured | {c}: per-round range | {c}" for c in cols) + " |")
+    L.append("|---|---|" + "---:|---|---|" * len(cols))
+    for key, d in rows_by_what.items():
+        cells = []
+        for v in builds:
+            r_ = d.get(v)
+            cells.append("— | | —" if r_ is None else f"{r_['value'] or 'n/a'} | {r_['range']} | {r_['result']}")
+        L.append(f"| {d['what']} | {d['limit']} | " + " | ".join(cells) + " |")
+    L.append("")
+    # Not a budget line: the same ratio against a static musl (mimalloc) axum.
+    info = []
+    for v in builds:
+        r, lo, hi = ratio(by, "core-health" + v, "axum-ref-musl", "rps")
+        if r is not None:
+            info.append(f"core-health{v} / axum-ref-musl {r:.2f}× ({lo:.2f}..{hi:.2f})")
+    r, lo, hi = ratio(by, "axum-ref-musl", "axum-ref", "rps")
+    if r is not None:
+        info.append(f"axum-ref-musl / axum-ref {r:.2f}× ({lo:.2f}..{hi:.2f})")
+    if info:
+        L.append("Against the static musl (mimalloc) bare axum instead (information, not a budget line): "
+                 + "; ".join(info) + ".")
+        L.append("")
     if failures:
         L.append("### Failures")
         L.append("")
@@ -1057,7 +1346,20 @@ def main() -> int:
     ap.add_argument("--extra", action="store_true", help="also run the *-t1 latency cases not in the default set")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
                     help="also run the jessy cases with DIR/jessy-core and DIR/jessy-api, named <case>@NAME (A/B a change)")
-    ap.add_argument("--features", default="", help="cargo features for jessy (e.g. otel, as the images)")
+    ap.add_argument("--product", default="ship", choices=["ship", "glibc"],
+                    help="what the plain case names and the budget measure: 'ship' (default), the static "
+                         "musl binaries of scripts/build-binaries.sh, what the images hold; 'glibc', "
+                         "the native cargo build --release")
+    ap.add_argument("--ship-dir", default="", metavar="DIR",
+                    help="take the shipped binaries from DIR (build-binaries.sh --out DIR) instead of building them")
+    ap.add_argument("--no-glibc", action="store_true",
+                    help="do not run the native glibc build beside the shipped one (variant 'glibc')")
+    ap.add_argument("--no-musl-ref", action="store_true",
+                    help="do not build and run the static musl bare-axum reference (case axum-ref-musl)")
+    ap.add_argument("--no-images", action="store_true",
+                    help="do not write the image archives (scripts/build-images.sh --no-cargo --no-load)")
+    ap.add_argument("--features", default=None,
+                    help="cargo features of the glibc build (default: those of deploy/build.json, as shipped)")
     ap.add_argument("--log-format", default="json", choices=["json", "pretty"], help="LOG_FORMAT (default json, as compose)")
     ap.add_argument("--build-times", action="store_true", help="also time a cold and an incremental release build (minutes)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in the target dir")
@@ -1077,6 +1379,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(BENCH / "results"), help="results directory (JSON lines + Markdown)")
     args = ap.parse_args()
 
+    if args.features is None:
+        args.features = ",".join(ship_desc()["features"])
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.duration = min(args.duration or (2 if args.quick else 5), 60)
     args.warmup = args.warmup if args.warmup is not None else 1
@@ -1125,35 +1429,42 @@ def main() -> int:
         out.flush()
 
     try:
-        # 1. build
-        if args.no_build:
-            bins = {"jessy-core": target_dir / "release" / "jessy-core",
-                    "jessy-api": target_dir / "release" / "jessy-api",
-                    "reference-axum": target_dir / "bench-reference-axum" / "release" / "reference-axum"}
-            for k, v in list(bins.items()):
-                shutil.copy2(v, bindir / k)
-                bins[k] = bindir / k
-        else:
-            bins = build(args, target_dir, bindir)
-        sizes = {k: v.stat().st_size for k, v in bins.items()}
-        # --variant NAME=DIR: the same product cases with DIR/jessy-core and
-        # DIR/jessy-api (A/B of a proposed change, in the same interleaved run).
-        variants = {}
+        # 1. build: the product (default: the shipped static musl binaries),
+        # the glibc build beside it as variant "glibc", the references.
+        bins, variants = build(args, target_dir, bindir)
+        # --variant NAME=DIR: the same product cases with DIR's jessy-core and
+        # jessy-api (A/B of a proposed change, in the same interleaved run).
         for spec in args.variant:
             name, _, vdir = spec.partition("=")
-            if not name or not vdir or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-                log(f"bench: --variant wants NAME=DIR, got {spec!r}")
+            if not name or not vdir or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in variants:
+                log(f"bench: --variant wants NAME=DIR with a new NAME, got {spec!r}")
                 return 1
-            vb = dict(bins)
-            for exe in ("jessy-core", "jessy-api"):
-                src = Path(vdir) / exe
-                if not src.is_file():
-                    log(f"bench: --variant {name}: {src} not found")
-                    return 1
-                vb[exe] = bindir / f"{exe}@{name}"
-                shutil.copy2(src, vb[exe])
+            found = ship_bins(Path(vdir))
+            if len(found) != 2:
+                log(f"bench: --variant {name}: no jessy-core and jessy-api in {vdir} "
+                    "(DIR/<name> or DIR/<name>/bin/<name>)")
+                return 1
+            variants[name] = {}
+            for exe, src in found.items():
+                variants[name][exe] = bindir / f"{exe}@{name}"
+                shutil.copy2(src, variants[name][exe])
+        for name in variants:
             (tmp / f"variant-{name}").mkdir()
-            variants[name] = vb
+        sizes = {k: v.stat().st_size for k, v in bins.items()}
+        for name, vb in variants.items():
+            sizes.update({f"{k}@{name}": v.stat().st_size for k, v in vb.items()})
+        libc = {k: elf_libc(v) for k, v in bins.items()}
+        for name, vb in variants.items():
+            libc[f"@{name}"] = elf_libc(vb["jessy-core"])
+        # The images of the binaries under test (scripts/build-images.sh --no-cargo --no-load).
+        if args.product == "ship" and not args.no_images and not args.no_build:
+            ship = Path(args.ship_dir).resolve() if args.ship_dir else target_dir / "ship"
+            log(f"bench: scripts/build-images.sh --no-cargo --no-load (JESSY_SHIP_DIR={ship})")
+            r = subprocess.run(["bash", str(REPO / "scripts" / "build-images.sh"), "--no-cargo", "--no-load"],
+                               cwd=REPO, env=dict(os.environ, JESSY_SHIP_DIR=str(ship)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode:
+                failures.append(f"scripts/build-images.sh --no-cargo --no-load failed:\n{r.stderr[-1500:]}")
 
         git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True).stdout.strip() or "?"
@@ -1173,14 +1484,15 @@ def main() -> int:
                 "conns": args.conns, "threads": args.threads, "starts": args.starts,
                 "features": args.features or "default", "log_format": args.log_format,
                 "nice": args.nice, "git": git + (" + uncommitted changes in src/Cargo" if dirty else ""),
+                "product": args.product, "variants": sorted(variants), "libc": libc,
                 "loadavg": Path("/proc/loadavg").read_text().split()[:3], "sizes": sizes}
         log(f"bench: binaries in {bindir}; logs in {logdir}; results -> {jsonl}")
 
         ports = Ports(args.port_base)
         all_cases = build_cases(args, bins, ports, tmp)
-        cases = list(all_cases)
         for name, vbins in variants.items():
-            cases += build_cases(args, vbins, ports, tmp / f"variant-{name}", suffix=name)
+            all_cases += build_cases(args, dict(bins) | vbins, ports, tmp / f"variant-{name}", suffix=name)
+        cases = list(all_cases)
         if args.only:
             wanted = [w.strip() for w in args.only.split(",") if w.strip()]
             unknown = set(wanted) - {c["name"] for c in cases}
@@ -1233,12 +1545,16 @@ def main() -> int:
         # 3. startup
         starts: list[dict] = []
         named = {c["name"]: c for c in all_cases}
-        core_p = named["core-health"]["procs"][0]
-        api_p = named["api-health"]["procs"][1]
-        ref_p = named["axum-ref"]["procs"][0]
+        services = []
+        for v in [""] + [f"@{n}" for n in variants]:
+            core_p = named["core-health" + v]["procs"][0]
+            services += [("jessy-core" + v, core_p, None),
+                         ("jessy-api" + v, named["api-health" + v]["procs"][1], core_p)]
+        services.append(("axum-ref", named["axum-ref"]["procs"][0], None))
+        if "axum-ref-musl" in named:
+            services.append(("axum-ref-musl", named["axum-ref-musl"]["procs"][0], None))
         log(f"bench: startup, {args.starts} starts each (poll every 0.5 ms)")
-        for name, p, backend in (("jessy-core", core_p, None), ("jessy-api", api_p, core_p),
-                                 ("axum-ref", ref_p, None)):
+        for name, p, backend in services:
             for r in startup(args, name, p, args.starts, logdir, backend):
                 emit(r)
                 if not r.get("ok"):
@@ -1274,6 +1590,7 @@ def main() -> int:
         meta["other_cpu_med"] = med([r["other_cpu"] for r in load_rows])
         meta["other_cpu_max"] = max([r["other_cpu"] for r in load_rows], default=None)
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
+        meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
         by = summarize_load(cases, rows)
         by_rate = summarize_load(cases, rows, kind="rate")
         meta["oha"] = tool_version([args.oha, "--version"]) if by_rate else None

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # jessy benchmark: bench/run.sh [--quick] [--build-times] [--help for all options]
 #
-# Builds the release binaries and the bare-axum reference, runs the load cases
+# Builds the shipped binaries (static musl, scripts/build-binaries.sh) -- the
+# product and the budget's -- the glibc release build beside them (@glibc) and
+# the bare-axum reference (glibc, and static musl), runs the load cases
 # (wrk, loopback only, interleaved rounds), startup/RSS/size measurements and
 # the divan microbenchmarks, then prints the results table and the budget
 # (PASS/MISS). Writes JSON lines + Markdown to bench/results/.
@@ -9,7 +11,7 @@
 #
 # Needs: cargo, python3, wrk, nginx (Debian: apt-get install -y wrk nginx hyperfine);
 # oha (cargo install oha --locked) adds the fixed-rate latency cases.
-# Default run: about 8 minutes on a 2-core box (+5-10 min with --build-times);
+# Default run: about 15 minutes on a 2-core box (+5-10 min with --build-times);
 # --quick: about 1 minute.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -30,3 +30,7 @@ async fn main() {
     let app = Router::new().route("/health", get(health));
     axum::serve(listener, app).await.expect("server error");
 }
+
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

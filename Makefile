@@ -184,8 +184,7 @@ bench: ## Benchmarks on loopback (wrk, oha if installed; about 8 min; BENCH_ARGS
 	bench/run.sh $(BENCH_ARGS)
 
 soak: ## Soak the shipped build: a fixed rate through the gateway while the core restarts twice (~3 min; SOAK_ARGS)
-	scripts/build-binaries.sh
-	bench/soak.py --core-bin target/ship/jessy-core/bin/jessy-core --api-bin target/ship/jessy-api/bin/jessy-api $(SOAK_ARGS)
+	bench/run.sh --soak $(SOAK_ARGS)
 
 bench-instr: ## Instructions per request under callgrind (steady on a busy machine; ~8 min)
 	bench/callgrind.py $(BENCH_ARGS)

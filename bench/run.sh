@@ -13,6 +13,17 @@
 # oha (cargo install oha --locked) adds the fixed-rate latency cases.
 # Default run: about 15 minutes on a 2-core box (+5-10 min with --build-times);
 # --quick: about 1 minute.
+#
+# bench/run.sh --soak [soak options]: instead, the soak of the shipped build
+# (bench/soak.py: a fixed rate through the gateway while the core restarts
+# twice; about 3 minutes; `bench/soak.py --help` for its options).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ "${1:-}" = --soak ]; then
+  shift
+  "$here/../scripts/build-binaries.sh"
+  ship=$here/../target/ship
+  exec python3 "$here/soak.py" --core-bin "$ship/jessy-core/bin/jessy-core" \
+    --api-bin "$ship/jessy-api/bin/jessy-api" "$@"
+fi
 exec python3 "$here/bench.py" "$@"

@@ -9,7 +9,7 @@
 # (cargo install --locked deadnix), python3.
 #
 # Exit status: 0 all passed; 1 a check failed; 3 nothing failed but a part
-# was skipped (the pins comparison without ../shared/flake-pins.json):
+# was skipped (a test's cross-check with a tool that is not installed):
 # count that as skipped, not as passed.
 set -euo pipefail
 

@@ -10,20 +10,17 @@ Checks, with the Python standard library only:
   * nix2container's own nixpkgs (node `nixpkgs_2`: flake.nix does not make
     it follow ours) is exactly the node of nix2container's flake.lock at
     the locked nix2container rev (copied below, with its source);
-  * ../shared/flake-pins.json (next to the repository, when present): each
-    of our inputs' `locked` is exactly the verified rev, narHash and
-    lastModified. The project does not need ../shared: without it this
-    comparison is SKIPPED, and said so.
+  * tests/nix/flake-pins.json (the verified pins, with how each was
+    verified, kept in the repository): each of our inputs' `locked` is
+    exactly the verified rev, narHash and lastModified.
 
 Run: python3 tests/nix/test_flake_lock.py
 Exit status:
-  0  every test passed, the pins comparison included;
+  0  every test passed;
   1  a test failed;
-  3  every test that ran passed, but a part was skipped: the comparison
-     with ../shared/flake-pins.json (the file is absent), or the
-     cross-check with nix-instantiate (not installed). Count it as
-     skipped, not as passed; the last lines, "SKIPPED <test>: <reason>",
-     say which.
+  3  every test that ran passed, but a part was skipped: the cross-check
+     with nix-instantiate (not installed). Count it as skipped, not as
+     passed; the last lines, "SKIPPED <test>: <reason>", say which.
 """
 
 import json
@@ -36,7 +33,7 @@ import unittest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FLAKE_NIX = os.path.join(ROOT, "flake.nix")
 FLAKE_LOCK = os.path.join(ROOT, "flake.lock")
-PINS = os.path.join(os.path.dirname(ROOT), "shared", "flake-pins.json")
+PINS = os.path.join(ROOT, "tests", "nix", "flake-pins.json")
 
 LOCKED_KEYS = {"lastModified", "narHash", "owner", "repo", "rev", "type"}
 EXIT_PINS_SKIPPED = 3
@@ -295,7 +292,7 @@ class FlakeLock(unittest.TestCase):
 
 @unittest.skipUnless(
     os.path.isfile(PINS),
-    f"{PINS} not present (the shared/ directory next to the repository): pins not compared",
+    f"{PINS} not present: pins not compared",
 )
 class FlakeLockPins(unittest.TestCase):
     def test_locked_equals_verified_pins(self):

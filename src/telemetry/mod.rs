@@ -154,9 +154,13 @@ impl<S> tracing_subscriber::layer::Filter<S> for EventsOnly {
 }
 
 /// Makes `span` continue the trace named by the request's `traceparent`.
+/// A disabled span (no trace export) has no parent to set: the header is
+/// not even read then.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     #[cfg(feature = "otel")]
-    otel::continue_trace(span, headers);
+    if !span.is_disabled() {
+        otel::continue_trace(span, headers);
+    }
     #[cfg(not(feature = "otel"))]
     let _ = (span, headers);
 }

@@ -15,6 +15,7 @@
 
 mod allocator;
 pub mod config;
+pub mod connection_timer;
 pub mod core;
 pub mod gateway;
 pub mod h1;

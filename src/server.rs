@@ -8,8 +8,9 @@
 //! serves its axum app through hyper ([`Hyper`], with a header-read timeout,
 //! which `axum::serve` 0.8 lacks: a client that sends half a request is
 //! disconnected instead of holding a task forever; the same timer bounds
-//! idle keep-alive connections); jessy-api forwards with its own HTTP/1.1
-//! path ([`crate::gateway::connection`]). Each connection is served on one
+//! idle keep-alive connections; it runs on a [`ConnectionTimer`]);
+//! jessy-api forwards with its own HTTP/1.1 path
+//! ([`crate::gateway::connection`]). Each connection is served on one
 //! of the [`Workers`] (thread-per-core where the service asks for it) for
 //! its whole life.
 
@@ -24,11 +25,12 @@ use std::time::Duration;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::connection_timer::ConnectionTimer;
 use crate::http::App;
 use crate::poll_again::PollAgain;
 use crate::workers::Workers;
@@ -255,7 +257,7 @@ impl Protocol for Hyper {
         });
         let mut builder = http1::Builder::new();
         builder
-            .timer(TokioTimer::new())
+            .timer(ConnectionTimer::new())
             .header_read_timeout(self.header_read_timeout);
         // PollAgain: a request body is read in the turn that asks for it
         // (src/poll_again.rs).

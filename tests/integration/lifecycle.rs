@@ -280,6 +280,118 @@ async fn a_client_sending_half_a_request_is_disconnected() {
     assert_eq!(get_status(&gw.url("/api/health")).await, 200);
 }
 
+/// Reads one `Connection: keep-alive` answer to GET /health off `stream`
+/// (headers and the Content-Length body); its status line.
+async fn read_one_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-answer: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            if buf.len() >= end + 4 + length {
+                return text.lines().next().unwrap().to_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_core_disconnects_a_client_sending_half_a_request_at_the_header_timeout() {
+    let core = spawn_core_with(|c| c.common.header_read_timeout = Duration::from_millis(500)).await;
+    let mut stream = tokio::net::TcpStream::connect(core.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    let elapsed = started.elapsed();
+    assert!(read.is_ok(), "connection was not closed within 5 s");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "closed at the timeout, not before: {elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+/// The header timeout runs on one timer per connection (src/connection_timer.rs):
+/// a connection whose requests keep coming stays open well past one
+/// timeout, and once it falls silent it is closed one timeout later.
+#[tokio::test]
+async fn a_busy_keep_alive_connection_to_the_core_stays_open_and_an_idle_one_is_closed() {
+    let timeout = Duration::from_millis(400);
+    let core = spawn_core_with(|c| c.common.header_read_timeout = timeout).await;
+    let mut stream = tokio::net::TcpStream::connect(core.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opened = Instant::now();
+    // 10 requests 150 ms apart: 1.5 s on one connection, almost four timeouts.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_one_answer(&mut stream).await, "HTTP/1.1 200 OK");
+    }
+    assert!(opened.elapsed() >= 3 * timeout);
+    // Silent now: closed after one timeout (plus the timer's millisecond).
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    let waited = idle.elapsed();
+    assert!(
+        closed.is_ok(),
+        "the idle connection was not closed within 5 s"
+    );
+    assert!(
+        waited >= timeout - Duration::from_millis(50) && waited < timeout * 3,
+        "closed after {waited:?}, the timeout is {timeout:?}"
+    );
+    // Half a request after a busy spell is cut at the timeout too.
+    let mut stream = tokio::net::TcpStream::connect(core.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_one_answer(&mut stream).await, "HTTP/1.1 200 OK");
+    // The timeout runs from the first wait for the next head, idle time
+    // included, as hyper's own.
+    let answered = Instant::now();
+    tokio::time::sleep(timeout / 2).await;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    let waited = answered.elapsed();
+    assert!(closed.is_ok(), "half a request was not cut off within 5 s");
+    assert!(
+        waited >= timeout - Duration::from_millis(50) && waited < timeout * 3,
+        "cut {waited:?} after the answer, the timeout is {timeout:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
     let metrics = jessy::metrics::Metrics::install("test").unwrap();

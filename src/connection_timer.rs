@@ -1,0 +1,168 @@
+//! The timer hyper's header-read timeout runs on in jessy-core: one tokio
+//! timer per connection instead of one per request.
+//!
+//! Why: hyper starts the header-read timeout each time it waits for a
+//! request head (that is also how it bounds an idle keep-alive connection)
+//! and drops it once the head is parsed, so a keep-alive connection asks
+//! its `Timer` for a new sleep at every request. With hyper-util's
+//! `TokioTimer` each is a tokio `Sleep` put into the timer wheel and taken
+//! out again: about 1,500 of the 22,600 instructions of a `/health` request
+//! (callgrind, docs/src/performance.md). Here the sleeps of a connection
+//! share one tokio `Sleep`. A sleep that is polled leaves it armed when it
+//! will fire at or before its own deadline; when it fires early (it was armed
+//! for an earlier request), the sleep polled then re-arms it. A request
+//! costs a clock read and an uncontended lock; the wheel is touched about
+//! once per timeout period, and a connection is woken at most once per
+//! period for nothing.
+//!
+//! The clock is Tokio's, as `TokioTimer`'s: paused time in tests moves it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A `hyper::rt::Timer` for one connection (make one per connection).
+#[derive(Clone, Default)]
+pub struct ConnectionTimer {
+    shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl ConnectionTimer {
+    pub fn new() -> ConnectionTimer {
+        ConnectionTimer::default()
+    }
+}
+
+impl hyper::rt::Timer for ConnectionTimer {
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(ConnectionSleep {
+            deadline: tokio::time::Instant::from_std(deadline),
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// One sleep of a connection: ready once its deadline has passed.
+struct ConnectionSleep {
+    deadline: tokio::time::Instant,
+    shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl Future for ConnectionSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline;
+        if tokio::time::Instant::now() >= deadline {
+            return Poll::Ready(());
+        }
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let timer = shared.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // Armed for later than this deadline (deadlines only grow, but be
+        // exact), or already fired for an earlier one: arm it for this one.
+        if timer.deadline() > deadline || timer.is_elapsed() {
+            timer.as_mut().reset(deadline);
+        }
+        match timer.as_mut().poll(cx) {
+            // Fired for this deadline (Tokio rounds to its millisecond).
+            Poll::Ready(()) if timer.deadline() >= deadline => Poll::Ready(()),
+            // Fired for an earlier deadline between the check and the poll:
+            // arm it for this one; the poll registers the waker.
+            Poll::Ready(()) => {
+                timer.as_mut().reset(deadline);
+                timer.as_mut().poll(cx)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Sleep for ConnectionSleep {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hyper::rt::Timer;
+
+    use super::*;
+
+    async fn finishes_within(sleep: Pin<Box<dyn hyper::rt::Sleep>>, limit: Duration) -> bool {
+        tokio::time::timeout(limit, sleep).await.is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_ends_at_its_deadline_not_before() {
+        let timer = ConnectionTimer::new();
+        let start = tokio::time::Instant::now();
+        assert!(
+            !finishes_within(
+                timer.sleep(Duration::from_secs(10)),
+                Duration::from_millis(9_999)
+            )
+            .await
+        );
+        assert!(
+            finishes_within(
+                timer.sleep_until(start.into_std() + Duration::from_secs(10)),
+                Duration::from_secs(1)
+            )
+            .await
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_sleep_re_arms_the_timer_an_earlier_one_left() {
+        let timer = ConnectionTimer::new();
+        let start = tokio::time::Instant::now();
+        // The first request's sleep arms the shared timer for 10 s and is
+        // dropped (its head arrived after 4 s).
+        assert!(
+            !finishes_within(timer.sleep(Duration::from_secs(10)), Duration::from_secs(4)).await
+        );
+        // The next wait starts at 4 s: its deadline is 14 s. The timer
+        // fires at 10 s, and this sleep must not end then.
+        let next = timer.sleep(Duration::from_secs(10));
+        assert!(
+            !finishes_within(next, Duration::from_secs(9)).await,
+            "ended at the first deadline"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(13));
+        let last = timer.sleep_until(start.into_std() + Duration::from_secs(14));
+        assert!(finishes_within(last, Duration::from_secs(2)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_deadline_is_kept_when_the_timer_is_armed_later() {
+        let timer = ConnectionTimer::new();
+        let start = tokio::time::Instant::now();
+        assert!(
+            !finishes_within(timer.sleep(Duration::from_secs(30)), Duration::from_secs(1)).await
+        );
+        assert!(finishes_within(timer.sleep(Duration::from_secs(5)), Duration::from_secs(6)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sleeps_of_other_connections_are_independent() {
+        let (a, b) = (ConnectionTimer::new(), ConnectionTimer::new());
+        let start = tokio::time::Instant::now();
+        let long = a.sleep(Duration::from_secs(20));
+        assert!(finishes_within(b.sleep(Duration::from_secs(2)), Duration::from_secs(3)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert!(finishes_within(long, Duration::from_secs(19)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+    }
+}

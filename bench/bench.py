@@ -548,10 +548,12 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
         return {"role": "api", "cmd": [str(bins["jessy-api"])], "env": env,
                 "port": ports.api, "ready": "/api/health"}
 
-    def ref(workers=None, exe="reference-axum"):
+    def ref(workers=None, exe="reference-axum", middleware=None):
         env = base_env() | {"BIND": f"127.0.0.1:{ports.ref}"}
         if workers:
             env["TOKIO_WORKER_THREADS"] = str(workers)
+        if middleware:
+            env["REFERENCE_MIDDLEWARE"] = middleware
         return {"role": "axum", "cmd": [str(bins[exe])], "env": env,
                 "port": ports.ref, "ready": "/health"}
 
@@ -578,6 +580,8 @@ def build_cases(args, bins: dict[str, Path], ports: Ports, tmp: Path, suffix: st
                   "path": path, "body": str(body) if body else None, "default": default})
 
     case("axum-ref", "bare axum reference GET /health (glibc)", [ref()], "/health")
+    case("axum-mw", "the same axum behind the standard (tower-http, metrics) equivalent of "
+         "jessy's middleware GET /health (glibc)", [ref(middleware="standard")], "/health")
     if "reference-axum-musl" in bins:
         case("axum-ref-musl", "bare axum reference GET /health (static musl, mimalloc)",
              [ref(exe="reference-axum-musl")], "/health")
@@ -1011,7 +1015,7 @@ def ratio(by, a, b, key="rps"):
 
 def build_label(meta, name: str) -> str:
     """Which build a service or case name is, and its libc/allocator."""
-    if name.startswith("axum-ref"):
+    if name.startswith(("axum-ref", "axum-mw")):
         return "static musl, mimalloc" if name == "axum-ref-musl" else "glibc, glibc malloc"
     v = name.partition("@")[2]
     libc = meta["libc"].get(f"@{v}" if v else "jessy-core", "?")
@@ -1039,6 +1043,8 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
              + ("" if not meta["variants"] else "; " + "; ".join(
                  f"`@{v}` = {build_label(meta, 'x@' + v)}" for v in meta["variants"]))
              + "; `axum-ref` = bare axum, " + build_label(meta, "axum-ref")
+             + "; `axum-mw` = the same binary with REFERENCE_MIDDLEWARE=standard (tower-http request id, "
+               "trace, panic catching, timeout, body limit; `metrics` counter, histogram and gauge)"
              + ("; `axum-ref-musl` = bare axum, static musl, mimalloc" if "reference-axum-musl" in meta["sizes"] else "")
              + ". nginx: Debian's (glibc).")
     L.append(f"Noise: machine load before runs (cores busy) median {fmt(meta['pre_busy_med'], 2)}, "
@@ -1067,6 +1073,8 @@ def render(meta, cases, by, by_rate, starts, sizes, images, micro_rows, build, f
     L.append("|---|---:|---|")
     ratio_defs = [
         ("core-health / axum-ref (req/s)", "core-health", "axum-ref", "rps"),
+        ("core-health / axum-mw (req/s): jessy's middleware against the standard one", "core-health", "axum-mw", "rps"),
+        ("axum-mw / axum-ref (req/s): what the standard middleware costs axum", "axum-mw", "axum-ref", "rps"),
         ("core-health-warn / axum-ref (req/s)", "core-health-warn", "axum-ref", "rps"),
         ("core-health-warn / core-health (req/s): INFO span cost (/health itself logs at DEBUG)", "core-health-warn", "core-health", "rps"),
         ("core-query-warn / core-query (req/s): INFO access log line + span", "core-query-warn", "core-query", "rps"),

@@ -11,9 +11,17 @@
 //! share one tokio `Sleep`. A sleep that is polled leaves it armed when it
 //! will fire at or before its own deadline; when it fires early (it was armed
 //! for an earlier request), the sleep polled then re-arms it. A request
-//! costs a clock read and an uncontended lock; the wheel is touched about
-//! once per timeout period, and a connection is woken at most once per
-//! period for nothing.
+//! costs a clock read, an uncontended lock and the box hyper puts the sleep
+//! in; the wheel is touched about once per timeout period (the shared timer
+//! stays in it after a head arrives, until it fires), and a connection is
+//! woken at most once per period for nothing. The deadlines are hyper's own,
+//! to Tokio's millisecond.
+//!
+//! One timer serves one connection: the shared tokio `Sleep` wakes only the
+//! task that polled it last, so a timer shared by two connections could leave
+//! one of them waiting past its deadline. Hence no `Clone`, and
+//! `server::Hyper` builds its hyper `Builder` (which holds the timer) per
+//! connection.
 //!
 //! The clock is Tokio's, as `TokioTimer`'s: paused time in tests moves it.
 
@@ -24,20 +32,26 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// A `hyper::rt::Timer` for one connection (make one per connection).
-#[derive(Clone, Default)]
 pub struct ConnectionTimer {
     shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
 
 impl ConnectionTimer {
+    #[allow(clippy::new_without_default)] // one per connection, made on purpose
     pub fn new() -> ConnectionTimer {
-        ConnectionTimer::default()
+        ConnectionTimer {
+            shared: Arc::default(),
+        }
     }
 }
 
+/// Where `now + duration` overflows: as far as Tokio's own far future.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
+
 impl hyper::rt::Timer for ConnectionTimer {
     fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(self.now() + duration)
+        let now = self.now();
+        self.sleep_until(now.checked_add(duration).unwrap_or(now + FAR_FUTURE))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
@@ -76,8 +90,10 @@ impl Future for ConnectionSleep {
         match timer.as_mut().poll(cx) {
             // Fired for this deadline (Tokio rounds to its millisecond).
             Poll::Ready(()) if timer.deadline() >= deadline => Poll::Ready(()),
-            // Fired for an earlier deadline between the check and the poll:
-            // arm it for this one; the poll registers the waker.
+            // Fired for an earlier deadline between the check and the poll
+            // (a race the paused-time tests cannot stage; `is_elapsed` above
+            // takes every other case): arm it for this one; the poll
+            // registers the waker.
             Poll::Ready(()) => {
                 timer.as_mut().reset(deadline);
                 timer.as_mut().poll(cx)
@@ -153,6 +169,12 @@ mod tests {
         );
         assert!(finishes_within(timer.sleep(Duration::from_secs(5)), Duration::from_secs(6)).await);
         assert_eq!(start.elapsed(), Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_duration_past_the_clock_s_end_sleeps_instead_of_panicking() {
+        let timer = ConnectionTimer::new();
+        assert!(!finishes_within(timer.sleep(Duration::MAX), Duration::from_secs(3600)).await);
     }
 
     #[tokio::test(start_paused = true)]

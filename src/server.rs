@@ -255,6 +255,8 @@ impl Protocol for Hyper {
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             app.clone().oneshot(req.map(Body::new))
         });
+        // Per connection: a ConnectionTimer must not be shared
+        // (src/connection_timer.rs).
         let mut builder = http1::Builder::new();
         builder
             .timer(ConnectionTimer::new())

@@ -412,61 +412,83 @@ async fn an_idle_connection_lives_for_the_header_timeout_counted_from_its_last_a
     );
 }
 
+/// Reads until a request head has ended; false when the peer left first.
+async fn read_a_head(stream: &mut TcpStream) -> bool {
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
+/// A stand-in core on a loopback port that runs `serve` on every connection
+/// it accepts, each with the one counter the test reads back.
+async fn fake_core<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve(stream, Arc::clone(&counter)));
+        }
+    });
+    (addr, count)
+}
+
 /// A core whose connections each answer one `/api/v1/x` request and, on a
 /// second one, close without answering: its idle timeout firing just as
 /// the gateway reuses the connection. Anything else (the gateway's
 /// readiness probe) is answered. Counts the `/api/v1/x` requests it read.
 async fn core_closing_reused_connections() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&requests);
-    tokio::spawn(async move {
+    fake_core(move |mut stream, counter| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut seen_here = 0;
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let mut seen_here = 0;
-                loop {
-                    // One request: a head and its Content-Length body.
-                    let end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break at + 4;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < end + length {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..end + length);
-                    if head.contains(" /api/v1/x ") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        seen_here += 1;
-                        if seen_here > 1 {
-                            return;
-                        }
-                    }
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
+            // One request: a head and its Content-Length body.
+            let end = loop {
+                if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
                 }
-            });
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..end + length);
+            if head.contains(" /api/v1/x ") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                seen_here += 1;
+                if seen_here > 1 {
+                    return;
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
         }
-    });
-    (addr, requests)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -582,32 +604,21 @@ async fn a_body_is_never_run_as_a_request_when_the_core_cannot_be_reached() {
 /// reading the body, then closes (a server refusing a body it will not
 /// read: the close resets the connection, as jessy-core's 413 does).
 async fn core_answering_early(status_line: &'static str) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body = br#"{"error":{"code":"body_too_large","message":"from the core"}}"#;
-                let answer = format!(
-                    "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.write_all(body).await;
-                // Dropped with the body unread: a reset.
-            });
+    fake_core(move |mut stream, _| async move {
+        if !read_a_head(&mut stream).await {
+            return;
         }
-    });
-    addr
+        let body = br#"{"error":{"code":"body_too_large","message":"from the core"}}"#;
+        let answer = format!(
+            "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.write_all(body).await;
+        // Dropped with the body unread: a reset.
+    })
+    .await
+    .0
 }
 
 #[tokio::test]
@@ -664,57 +675,47 @@ async fn an_early_answer_from_the_core_reaches_the_client_not_a_502() {
 /// and counts the connections that closed while a request body was still
 /// coming.
 async fn core_counting_cut_bodies() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cut = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&cut);
-    tokio::spawn(async move {
+    fake_core(move |mut stream, counter| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let mut in_body = false;
-                    let mut need = usize::MAX;
-                    while buf.len() < need {
-                        if need == usize::MAX
-                            && let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n")
-                        {
-                            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
-                            let chunked = head.contains("transfer-encoding: chunked");
-                            let length: usize = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length: "))
-                                .map_or(0, |v| v.trim().parse().unwrap());
-                            in_body = chunked || length > 0;
-                            need = if chunked {
-                                usize::MAX - 1
-                            } else {
-                                at + 4 + length
-                            };
-                            continue;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => {
-                                if in_body {
-                                    counter.fetch_add(1, Ordering::SeqCst);
-                                }
-                                return;
-                            }
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..need);
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
+            let mut in_body = false;
+            let mut need = usize::MAX;
+            while buf.len() < need {
+                if need == usize::MAX
+                    && let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                    let chunked = head.contains("transfer-encoding: chunked");
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    in_body = chunked || length > 0;
+                    need = if chunked {
+                        usize::MAX - 1
+                    } else {
+                        at + 4 + length
+                    };
+                    continue;
                 }
-            });
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        if in_body {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        return;
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..need);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
         }
-    });
-    (addr, cut)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -759,33 +760,19 @@ async fn core_stalling_in_its_body(
     length: usize,
     sent: usize,
 ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let closed = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&closed);
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let mut chunk = [0u8; 4096];
-                let mut buf = Vec::new();
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&vec![b'b'; sent]).await;
-                // Silent until the gateway gives up on it.
-                while let Ok(1..) = stream.read(&mut chunk).await {}
-                counter.fetch_add(1, Ordering::SeqCst);
-            });
+    fake_core(move |mut stream, counter| async move {
+        if !read_a_head(&mut stream).await {
+            return;
         }
-    });
-    (addr, closed)
+        let mut chunk = [0u8; 4096];
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&vec![b'b'; sent]).await;
+        // Silent until the gateway gives up on it.
+        while let Ok(1..) = stream.read(&mut chunk).await {}
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .await
 }
 
 /// Reads an answer's head and then everything until the gateway closes;

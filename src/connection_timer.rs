@@ -31,9 +31,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// The one tokio timer of a connection, made at its first sleep's first poll.
+type SharedSleep = Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>;
+
 /// A `hyper::rt::Timer` for one connection (make one per connection).
 pub struct ConnectionTimer {
-    shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+    shared: SharedSleep,
 }
 
 impl ConnectionTimer {
@@ -69,7 +72,7 @@ impl hyper::rt::Timer for ConnectionTimer {
 /// One sleep of a connection: ready once its deadline has passed.
 struct ConnectionSleep {
     deadline: tokio::time::Instant,
-    shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+    shared: SharedSleep,
 }
 
 impl Future for ConnectionSleep {

@@ -14,14 +14,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower::Layer;
 
 use crate::http::body_limit::BodyLimit;
-use crate::http::observe::RecordRouteLayer;
+use crate::http::routes::Routes;
 use crate::http::timeout::RequestTimeout;
 use crate::http::{self as jhttp, App, CommonLayer};
 use crate::metrics::Metrics;
@@ -53,10 +52,7 @@ pub enum StartError {
 
 /// The routes and middleware of jessy-core.
 pub fn router(state: CoreState, config: &CoreConfig) -> App {
-    let common = CommonLayer::new(&state.metrics)
-        .timeout(RequestTimeout(config.request_timeout))
-        .body_limit(BodyLimit(config.max_body_size));
-    let routes = Router::new()
+    let (routes, labels) = Routes::default()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
@@ -67,11 +63,14 @@ pub fn router(state: CoreState, config: &CoreConfig) -> App {
             "/api/v1/query",
             post(query::query).layer(DefaultBodyLimit::disable()),
         )
+        .into_parts();
+    let routes = routes
         .method_not_allowed_fallback(jhttp::method_not_allowed)
-        .route_layer(RecordRouteLayer)
-        .fallback(jhttp::not_found)
-        .with_state(Arc::new(state));
-    common.layer(routes)
+        .fallback(jhttp::not_found);
+    CommonLayer::new(&state.metrics, labels)
+        .timeout(RequestTimeout(config.request_timeout))
+        .body_limit(BodyLimit(config.max_body_size))
+        .layer(routes.with_state(Arc::new(state)))
 }
 
 /// A bound, ready-to-run jessy-core.

@@ -45,13 +45,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::routing::get;
 use tokio::net::{TcpListener, TcpStream};
 use tower::Layer;
 
 use crate::http::body_limit::BodyLimit;
-use crate::http::observe::RecordRouteLayer;
+use crate::http::routes::Routes;
 use crate::http::{self as jhttp, App, CommonLayer};
 use crate::metrics::Metrics;
 use crate::server::{self, Drain, DrainWatch, Protocol, Readiness, ServeConfig};
@@ -86,17 +85,18 @@ pub struct Gateway {
 /// The gateway's own routes (health, readiness, metrics; everything else
 /// that is not forwarded gets the JSON 404) in the common stack.
 pub fn router(state: GatewayState, cors: Option<&Cors>) -> App {
-    let own = Router::new()
+    let (own, labels) = Routes::default()
         .route("/api/health", get(handlers::health))
         .route("/api/ready", get(handlers::ready))
         .route("/api/metrics", get(handlers::metrics))
+        .into_parts();
+    let mut routes = own
         .method_not_allowed_fallback(jhttp::method_not_allowed)
-        .route_layer(RecordRouteLayer);
-    let mut routes = own.fallback(jhttp::not_found);
+        .fallback(jhttp::not_found);
     if let Some(cors) = cors {
         routes = routes.layer(cors.layer());
     }
-    CommonLayer::new(&state.metrics).layer(routes.with_state(Arc::new(state)))
+    CommonLayer::new(&state.metrics, labels).layer(routes.with_state(Arc::new(state)))
 }
 
 /// jessy-api's way of serving a connection ([`connection::serve`]).

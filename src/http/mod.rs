@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod observe;
 pub mod request_id;
+pub mod routes;
 pub mod stack;
 pub mod timeout;
 

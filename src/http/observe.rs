@@ -3,26 +3,17 @@
 //! `http_requests_in_flight`) and a tracing span that carries the trace
 //! context (and, with the `otel` feature, continues an incoming `traceparent`).
 //!
-//! Metrics are labelled by the matched route template, never the raw path,
-//! so a scan of random URLs cannot explode label cardinality: the router's
-//! [`RecordRouteLayer`] reports the template; everything unmatched is
-//! `"unmatched"`.
+//! Metrics are labelled by the route template, never the raw path, so a
+//! scan of random URLs cannot explode label cardinality (the labels:
+//! [`super::routes`], and the gateway's forwarded routes).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{Method, Uri};
-use axum::response::Response;
 
 use super::request_id::RequestId;
 use crate::metrics::Metrics;
-
-/// The matched route template, handed from the router to [`Observation`].
-#[derive(Debug, Clone)]
-pub struct RouteLabel(pub MatchedPath);
 
 /// Routes that orchestrators and scrapers call every few seconds: logged at
 /// DEBUG, so the access log shows traffic rather than probes.
@@ -121,18 +112,10 @@ impl Observation {
         &self.span
     }
 
-    /// Records the metrics and writes the access-log line for `res`.
-    pub fn finish(self, res: &Response) {
-        let route = res
-            .extensions()
-            .get::<RouteLabel>()
-            .map_or("unmatched", |r| r.0.as_str());
-        self.end(route, res.status().as_u16());
-    }
-
     /// Records the metrics and writes the access-log line for an answer
-    /// with `status` on `route` (a route template, or `"unmatched"`).
-    pub fn end(self, route: &str, status: u16) {
+    /// with `status` on `route` (a route template, or `"unmatched"`), and
+    /// gives back the request's id (for the response: no copy of it is made).
+    pub fn end(self, route: &str, status: u16) -> RequestId {
         let elapsed = self.started.elapsed();
         self.in_flight
             .0
@@ -167,6 +150,7 @@ impl Observation {
                 );
             }
         });
+        self.request_id
     }
 }
 
@@ -179,70 +163,6 @@ fn latency_ms(elapsed: Duration) -> f64 {
     let micros = (elapsed.as_nanos() + 500) / 1000;
     // u128 -> f64: exact below 2^53 µs (285 years).
     micros as f64 / 1000.0
-}
-
-/// Route layer (`Router::route_layer`): reports which route template matched
-/// by putting a [`RouteLabel`] on the response. Calls the route directly:
-/// no clone and no boxing per request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecordRouteLayer;
-
-impl<S> tower::Layer<S> for RecordRouteLayer {
-    type Service = RecordRoute<S>;
-
-    fn layer(&self, inner: S) -> RecordRoute<S> {
-        RecordRoute(inner)
-    }
-}
-
-/// See [`RecordRouteLayer`].
-#[derive(Debug, Clone)]
-pub struct RecordRoute<S>(S);
-
-impl<S> tower::Service<Request> for RecordRoute<S>
-where
-    S: tower::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = RecordRouteFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        RecordRouteFuture {
-            inner: self.0.call(req),
-            route,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// See [`RecordRouteLayer`].
-    pub struct RecordRouteFuture<F> {
-        #[pin]
-        inner: F,
-        route: Option<MatchedPath>,
-    }
-}
-
-impl<F, E> Future for RecordRouteFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(route) = this.route.take() {
-            res.extensions_mut().insert(RouteLabel(route));
-        }
-        Poll::Ready(Ok(res))
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Request ids: kept from `X-Request-Id` when it is well-formed, generated
-//! (UUID v4) otherwise, passed inward as a header (the gateway forwards it to
-//! the core), echoed on every response, and written into JSON error bodies.
+//! (UUID v4) otherwise, logged, echoed on every response, and written into
+//! JSON error bodies. The gateway forwards it to the core on its own path
+//! (`gateway::headers`); no handler reads it from the request, so a
+//! generated id is not written into the request's headers.
 //!
 //! Client-supplied ids end up in logs and upstream headers, so they are
 //! validated: at most 128 characters of `[A-Za-z0-9._-]`. A malformed id is
@@ -43,16 +45,11 @@ pub fn is_valid(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Keeps or generates the request's id, and makes the request's
-/// `X-Request-Id` header say it.
-pub fn assign(req: &mut Request) -> RequestId {
+/// The request's id: its `X-Request-Id` when well-formed, a new one otherwise.
+pub fn assign(req: &Request) -> RequestId {
     match req.headers().get(&X_REQUEST_ID) {
         Some(id) if is_valid(id.as_bytes()) => RequestId(id.clone()),
-        _ => {
-            let id = RequestId(generate());
-            req.headers_mut().insert(X_REQUEST_ID, id.0.clone());
-            id
-        }
+        _ => RequestId(generate()),
     }
 }
 
@@ -72,12 +69,12 @@ impl RequestId {
 
 /// Echoes the id on the response and, for an error answer, renders the JSON
 /// body with the id in it.
-pub fn finish(res: &mut Response, id: &RequestId) {
+pub fn finish(res: &mut Response, id: RequestId) {
     if let Some(err) = res.extensions_mut().remove::<ApiError>() {
         *res.body_mut() = Body::from(err.body(Some(id.as_str())));
         res.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    res.headers_mut().insert(X_REQUEST_ID, id.0.clone());
+    res.headers_mut().insert(X_REQUEST_ID, id.0);
 }
 
 thread_local! {

@@ -5,9 +5,8 @@
 //! One hand-written service rather than a stack of `from_fn` layers: each of
 //! those clones and boxes its inner service and boxes its future on every
 //! request, which profiling showed to be most of a `/health` request's cost
-//! (README, "Performance"). Here a request costs one boxed future.
+//! (README, "Performance"). Here a request allocates nothing of its own.
 
-use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -17,30 +16,34 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::body_limit::BodyLimit;
 use super::observe::Observation;
 use super::request_id;
+use super::routes::RouteLabels;
 use super::timeout::RequestTimeout;
 use crate::metrics::Metrics;
 
-/// The configuration of [`Common`]: metrics always; a deadline and a body
-/// limit when the service wants them around all of its routes.
+/// The configuration of [`Common`]: metrics and route labels always; a
+/// deadline and a body limit when the service wants them around all of its
+/// routes.
 #[derive(Clone)]
 pub struct CommonLayer(Arc<Settings>);
 
 #[derive(Clone)]
 struct Settings {
     metrics: Metrics,
+    routes: RouteLabels,
     timeout: Option<RequestTimeout>,
     body_limit: Option<BodyLimit>,
 }
 
 impl CommonLayer {
-    pub fn new(metrics: &Metrics) -> CommonLayer {
+    /// `routes`: the labels of the routes inside (from [`super::routes::Routes`]).
+    pub fn new(metrics: &Metrics, routes: RouteLabels) -> CommonLayer {
         CommonLayer(Arc::new(Settings {
             metrics: metrics.clone(),
+            routes,
             timeout: None,
             body_limit: None,
         }))
@@ -81,87 +84,132 @@ pub struct Common<S> {
     settings: Arc<Settings>,
 }
 
-type Panic = Box<dyn Any + Send + 'static>;
-
 impl<S> tower::Service<Request> for Common<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = CommonFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let id = request_id::assign(&mut req);
-        let observation = Observation::start(&req, id.clone(), &self.settings.metrics);
-        let span = observation.span().clone();
+        let id = request_id::assign(&req);
+        let route = self.settings.routes.of(req.uri().path());
+        let observation = Observation::start(&req, id, &self.settings.metrics);
         let timeout = self.settings.timeout;
-        let deadline = tokio::time::Instant::from_std(observation.started());
+        let deadline = timeout.map(|limit| {
+            (
+                tokio::time::Instant::from_std(observation.started()) + limit.0,
+                limit,
+            )
+        });
 
         // Refusals that need no handler, then the router (its synchronous
         // part can panic too).
-        let admitted = match self.settings.body_limit.map(|limit| limit.apply(&mut req)) {
-            Some(Err(refused)) => Err(refused.into_response()),
+        let (handling, answer) = match self.settings.body_limit.map(|limit| limit.apply(&mut req)) {
+            Some(Err(refused)) => (None, Some(refused.into_response())),
             _ => {
-                let _entered = span.enter();
-                std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
-                    .map_err(super::panic_to_500)
+                let _entered = observation.span().enter();
+                match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+                    Ok(handling) => (Some(handling), None),
+                    Err(panic) => (None, Some(super::panic_to_500(panic))),
+                }
             }
         };
-
-        Box::pin(async move {
-            let mut res = match admitted {
-                Err(res) => res,
-                Ok(handling) => {
-                    let handling = catch_panics(handling).instrument(span);
-                    let outcome = match timeout {
-                        Some(limit) => within(deadline + limit.0, handling)
-                            .await
-                            .unwrap_or_else(|| Ok(Ok(limit.error().into_response()))),
-                        None => handling.await,
-                    };
-                    match outcome {
-                        Ok(Ok(res)) => res,
-                        Ok(Err(never)) => match never {},
-                        Err(panic) => super::panic_to_500(panic),
-                    }
-                }
-            };
-            observation.finish(&res);
-            request_id::finish(&mut res, &id);
-            Ok(res)
-        })
-    }
-}
-
-/// Runs `future` until `deadline`; `None` when it is not done by then. Most
-/// requests finish on their first poll, and only those that wait pay for a
-/// timer.
-async fn within<F: Future>(deadline: tokio::time::Instant, future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    if let Poll::Ready(output) =
-        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
-    {
-        return Some(output);
-    }
-    tokio::time::timeout_at(deadline, future).await.ok()
-}
-
-/// Polls `future`, turning a panic into an `Err` (the process keeps serving;
-/// the release profile keeps `panic = "unwind"` for this).
-async fn catch_panics<F: Future>(future: F) -> Result<F::Output, Panic> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
+        CommonFuture {
+            handling,
+            answer,
+            deadline,
+            timer: None,
+            route,
+            observation: Some(observation),
         }
-    })
-    .await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`Common`]: the handler's response (or the refusal, the
+    /// panic's 500, the deadline's 503), observed and given its request id.
+    /// A named future rather than a boxed `async` block: no allocation, and
+    /// the handler's future is not moved after it is made.
+    pub struct CommonFuture<F> {
+        #[pin]
+        handling: Option<F>,
+        answer: Option<Response>,
+        deadline: Option<(tokio::time::Instant, RequestTimeout)>,
+        // Made only when the handler waits: most requests finish on their
+        // first poll and pay for no timer.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        route: &'static str,
+        observation: Option<Observation>,
+    }
+}
+
+impl<F> Future for CommonFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut res = match this.answer.take() {
+            Some(res) => res,
+            None => {
+                let observation = this
+                    .observation
+                    .as_ref()
+                    .expect("CommonFuture polled after it completed");
+                let handled = {
+                    let _entered = observation.span().enter();
+                    poll_catching_panics(this.handling.as_mut(), cx)
+                };
+                match handled {
+                    Poll::Ready(res) => res,
+                    Poll::Pending => match this.deadline {
+                        None => return Poll::Pending,
+                        Some((deadline, limit)) => {
+                            let timer = this.timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(*deadline))
+                            });
+                            std::task::ready!(timer.as_mut().poll(cx));
+                            limit.error().into_response()
+                        }
+                    },
+                }
+            }
+        };
+        // Done: the handler's future goes now, not when hyper drops this one.
+        this.handling.set(None);
+        let observation = this
+            .observation
+            .take()
+            .expect("CommonFuture polled after it completed");
+        let id = observation.end(this.route, res.status().as_u16());
+        request_id::finish(&mut res, id);
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// Polls the handler, turning a panic into a JSON 500 (the process keeps
+/// serving; the release profile keeps `panic = "unwind"` for this).
+fn poll_catching_panics<F>(handling: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> Poll<Response>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    // Some until the answer is made; polling after it is a caller's bug, as
+    // for any future.
+    let handling = handling
+        .as_pin_mut()
+        .expect("CommonFuture polled after it completed");
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handling.poll(cx))) {
+        Ok(Poll::Ready(Ok(res))) => Poll::Ready(res),
+        Ok(Poll::Ready(Err(never))) => match never {},
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(super::panic_to_500(panic)),
+    }
 }

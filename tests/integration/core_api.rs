@@ -81,7 +81,11 @@ async fn metrics_count_requests_by_route_method_and_status() {
     let core = spawn_core().await;
     let c = client();
     c.get(core.url("/health")).send().await.unwrap();
+    c.get(core.url("/health?probe=1")).send().await.unwrap();
     c.get(core.url("/no/such/path/123")).send().await.unwrap();
+    c.get(core.url("/health/")).send().await.unwrap();
+    // A route with the wrong method is still that route.
+    c.delete(core.url("/health")).send().await.unwrap();
     let res = c.get(core.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(
@@ -92,8 +96,9 @@ async fn metrics_count_requests_by_route_method_and_status() {
     );
     let text = res.text().await.unwrap();
     for needle in [
-        r#"http_requests_total{method="GET",route="/health",status="200"}"#,
-        r#"http_requests_total{method="GET",route="unmatched",status="404"}"#,
+        r#"http_requests_total{method="GET",route="/health",status="200"} 2"#,
+        r#"http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
+        r#"http_requests_total{method="DELETE",route="/health",status="405"} 1"#,
         "http_request_duration_seconds_bucket{",
         "# TYPE http_request_duration_seconds histogram",
         "# TYPE http_requests_in_flight gauge",

@@ -382,7 +382,7 @@ async fn a_busy_keep_alive_connection_to_the_core_stays_open_and_an_idle_one_is_
 #[tokio::test]
 async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
     let metrics = jessy::metrics::Metrics::install("test").unwrap();
-    let app = jessy::http::CommonLayer::new(&metrics).layer(
+    let app = jessy::http::CommonLayer::new(&metrics, Default::default()).layer(
         Router::new()
             .route(
                 "/boom",
@@ -421,7 +421,7 @@ async fn a_handler_panic_is_a_json_500_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_request_over_the_deadline_is_503() {
     let metrics = jessy::metrics::Metrics::install("test").unwrap();
-    let app = jessy::http::CommonLayer::new(&metrics)
+    let app = jessy::http::CommonLayer::new(&metrics, Default::default())
         .timeout(jessy::http::timeout::RequestTimeout(Duration::from_millis(
             200,
         )))

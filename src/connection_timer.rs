@@ -11,8 +11,9 @@
 //! share one tokio `Sleep`. A sleep that is polled leaves it armed when it
 //! will fire at or before its own deadline; when it fires early (it was armed
 //! for an earlier request), the sleep polled then re-arms it. A request
-//! costs a clock read, an uncontended lock and the box hyper puts the sleep
-//! in; the wheel is touched about once per timeout period (the shared timer
+//! costs an uncontended lock and the box hyper puts the sleep in (the tokio
+//! timer is polled again only when re-armed or when the task's waker
+//! changes); the wheel is touched about once per timeout period (the shared timer
 //! stays in it after a head arrives, until it fires), and a connection is
 //! woken at most once per period for nothing. The deadlines are hyper's own,
 //! to Tokio's millisecond.
@@ -28,11 +29,20 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-/// The one tokio timer of a connection, made at its first sleep's first poll.
-type SharedSleep = Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>;
+/// The one tokio timer of a connection, made at its first sleep's first
+/// poll, and the waker it was last polled with.
+type SharedSleep = Arc<Mutex<Armed>>;
+
+#[derive(Default)]
+struct Armed {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set when `timer`, as armed now, has been polled with this waker: it
+    /// will wake it, so a sleep polled with the same waker need not poll it.
+    registered: Option<Waker>,
+}
 
 /// A `hyper::rt::Timer` for one connection (make one per connection).
 pub struct ConnectionTimer {
@@ -80,15 +90,25 @@ impl Future for ConnectionSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline;
-        if tokio::time::Instant::now() >= deadline {
-            return Poll::Ready(());
-        }
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let timer = shared.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let Armed { timer, registered } = &mut *shared;
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         // Armed for later than this deadline (deadlines only grow, but be
         // exact), or already fired for an earlier one: arm it for this one.
+        // (A deadline already past fires at once, or at the driver's next
+        // turn: no clock read here, as in tokio's own `Sleep`.)
         if timer.deadline() > deadline || timer.is_elapsed() {
             timer.as_mut().reset(deadline);
+            *registered = None;
+        }
+        // Armed at or before this deadline, not fired, and it will wake this
+        // task: nothing to do (the common case: every poll of a keep-alive
+        // connection waiting for its next request).
+        if registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
         }
         match timer.as_mut().poll(cx) {
             // Fired for this deadline (Tokio rounds to its millisecond).
@@ -99,9 +119,16 @@ impl Future for ConnectionSleep {
             // registers the waker.
             Poll::Ready(()) => {
                 timer.as_mut().reset(deadline);
-                timer.as_mut().poll(cx)
+                let polled = timer.as_mut().poll(cx);
+                if polled.is_pending() {
+                    *registered = Some(cx.waker().clone());
+                }
+                polled
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                *registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }

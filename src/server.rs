@@ -14,6 +14,8 @@
 //! of the [`Workers`] (thread-per-core where the service asks for it) for
 //! its whole life.
 
+use std::cell::RefCell;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -29,7 +31,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tower::Service;
 
 use crate::connection_timer::ConnectionTimer;
 use crate::http::App;
@@ -267,6 +269,27 @@ impl DrainWatch {
     }
 }
 
+/// The app as hyper's service on one connection: called in place. hyper's
+/// `service_fn` with `oneshot` (as `axum::serve` does) clones the app for
+/// every request, and the clone is two reference counts shared by all
+/// worker threads.
+struct ConnectionApp(RefCell<App>);
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionApp {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = <App as Service<axum::extract::Request>>::Future;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        // hyper calls one request at a time, and the borrow ends here.
+        let mut app = self.0.borrow_mut();
+        // `Common` is ready when axum's router is, which is always: the
+        // contract of `poll_ready`, at the cost of one call.
+        let _ = app.poll_ready(&mut Context::from_waker(Waker::noop()));
+        app.call(req.map(Body::new))
+    }
+}
+
 /// HTTP/1.1 through hyper into an axum [`App`] (jessy-core).
 #[derive(Clone)]
 pub struct Hyper {
@@ -281,10 +304,7 @@ impl Protocol for Hyper {
         peer: SocketAddr,
         mut drain: DrainWatch,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let app = self.app;
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            app.clone().oneshot(req.map(Body::new))
-        });
+        let service = ConnectionApp(RefCell::new(self.app));
         // Per connection: a ConnectionTimer must not be shared
         // (src/connection_timer.rs).
         let mut builder = http1::Builder::new();

@@ -26,6 +26,7 @@ pub mod poll_again;
 pub mod process;
 pub mod server;
 pub mod shutdown;
+pub mod small_copy;
 pub mod telemetry;
 pub mod workers;
 

@@ -110,26 +110,27 @@ impl Future for ConnectionSleep {
         {
             return Poll::Pending;
         }
-        match timer.as_mut().poll(cx) {
+        // With the task's coop budget spent, tokio's timer answers Pending
+        // without taking the waker (and has the task polled again): only a
+        // poll made with budget has registered it.
+        let with_budget = tokio::task::coop::has_budget_remaining();
+        let polled = match timer.as_mut().poll(cx) {
             // Fired for this deadline (Tokio rounds to its millisecond).
-            Poll::Ready(()) if timer.deadline() >= deadline => Poll::Ready(()),
+            Poll::Ready(()) if timer.deadline() >= deadline => return Poll::Ready(()),
             // Fired for an earlier deadline between the check and the poll
             // (a race the paused-time tests cannot stage; `is_elapsed` above
             // takes every other case): arm it for this one; the poll
             // registers the waker.
             Poll::Ready(()) => {
                 timer.as_mut().reset(deadline);
-                let polled = timer.as_mut().poll(cx);
-                if polled.is_pending() {
-                    *registered = Some(cx.waker().clone());
-                }
-                polled
+                timer.as_mut().poll(cx)
             }
-            Poll::Pending => {
-                *registered = Some(cx.waker().clone());
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
+        };
+        if polled.is_pending() && with_budget {
+            *registered = Some(cx.waker().clone());
         }
+        polled
     }
 }
 
@@ -199,6 +200,47 @@ mod tests {
         );
         assert!(finishes_within(timer.sleep(Duration::from_secs(5)), Duration::from_secs(6)).await);
         assert_eq!(start.elapsed(), Duration::from_secs(6));
+    }
+
+    /// Polls `sleep` once with the task's coop budget spent.
+    async fn poll_without_budget(sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>) {
+        std::future::poll_fn(|cx| {
+            let mut spend = std::pin::pin!(async {
+                loop {
+                    tokio::task::coop::consume_budget().await;
+                }
+            });
+            assert!(spend.as_mut().poll(cx).is_pending());
+            assert!(!tokio::task::coop::has_budget_remaining());
+            assert!(sleep.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_first_polled_without_budget_still_ends_at_its_deadline() {
+        let timer = ConnectionTimer::new();
+        let start = tokio::time::Instant::now();
+        let mut sleep = timer.sleep(Duration::from_secs(5));
+        poll_without_budget(&mut sleep).await;
+        assert!(finishes_within(sleep, Duration::from_secs(6)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_re_armed_timer_polled_without_budget_still_fires() {
+        let timer = ConnectionTimer::new();
+        let start = tokio::time::Instant::now();
+        // The timer fires for the first deadline (2 s) while nobody waits.
+        let first = timer.sleep(Duration::from_secs(2));
+        assert!(!finishes_within(first, Duration::from_secs(1)).await);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The next sleep re-arms it in a poll without budget.
+        let mut next = timer.sleep(Duration::from_secs(5));
+        poll_without_budget(&mut next).await;
+        assert!(finishes_within(next, Duration::from_secs(6)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(8));
     }
 
     #[tokio::test(start_paused = true)]

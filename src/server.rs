@@ -175,6 +175,14 @@ impl Default for Drainer {
     }
 }
 
+/// A drainer dropped without draining (the serve future was cancelled)
+/// ends the connections' wait too, as a drain would.
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        self.begun.0.store(true, Ordering::Release);
+    }
+}
+
 impl Drainer {
     /// A watch for one connection; the connection counts until it drops it.
     fn watch(&self) -> DrainWatch {
@@ -244,7 +252,8 @@ impl DrainWatch {
     /// Ready when the drain has begun. A connection polls this beside its
     /// work at every wake-up, so once the signal has registered the task's
     /// waker it is not polled again (that was a tenth of the per-request
-    /// cost of the server loop): the drain sets the flag before it signals.
+    /// cost of the server loop): the drain sets the flag before it signals,
+    /// and so does a drainer dropped without draining.
     pub fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.held.is_some() {
             return Poll::Ready(());
@@ -256,13 +265,18 @@ impl DrainWatch {
         if registered && !self.begun.has_begun() {
             return Poll::Pending;
         }
+        // With the task's coop budget spent, the watch answers Pending
+        // without taking the waker: only a poll made with budget registers.
+        let with_budget = tokio::task::coop::has_budget_remaining();
         match self.signal.as_mut().poll(cx) {
             Poll::Ready(receiver) => {
                 self.held = Some(receiver);
                 Poll::Ready(())
             }
             Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
+                if with_budget {
+                    self.registered = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -284,8 +298,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionApp {
         // hyper calls one request at a time, and the borrow ends here.
         let mut app = self.0.borrow_mut();
         // `Common` is ready when axum's router is, which is always: the
-        // contract of `poll_ready`, at the cost of one call.
-        let _ = app.poll_ready(&mut Context::from_waker(Waker::noop()));
+        // contract of `poll_ready`, at the cost of one call. (A layer with
+        // backpressure inside `App` would need a `oneshot` here instead.)
+        let ready = app.poll_ready(&mut Context::from_waker(Waker::noop()));
+        debug_assert!(matches!(ready, Poll::Ready(Ok(()))), "App is always ready");
         app.call(req.map(Body::new))
     }
 }
@@ -377,5 +393,66 @@ mod tests {
             .await
             .expect("the drain ends once the watch is dropped")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_watch_first_polled_without_budget_still_sees_the_drain() {
+        let drainer = Drainer::default();
+        let mut watch = drainer.watch();
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        std::future::poll_fn(|task| {
+            let mut spend = std::pin::pin!(async {
+                loop {
+                    tokio::task::coop::consume_budget().await;
+                }
+            });
+            assert!(spend.as_mut().poll(task).is_pending());
+            assert!(!tokio::task::coop::has_budget_remaining());
+            assert!(
+                watch
+                    .poll_begun(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            Poll::Ready(())
+        })
+        .await;
+        // tokio wakes the task to poll it again (the budget's wake, deferred
+        // to the end of the poll, not the drain's); polled again with budget,
+        // the watch registers, and the drain then wakes it once more.
+        tokio::task::yield_now().await;
+        let woken = counter.0.load(Ordering::SeqCst);
+        assert!(
+            watch
+                .poll_begun(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let drained = tokio::spawn(drainer.drain());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            woken + 1,
+            "woken by the drain"
+        );
+        assert!(
+            watch
+                .poll_begun(&mut Context::from_waker(&waker))
+                .is_ready()
+        );
+        drop(watch);
+        drained.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dropped_drainer_ends_the_wait_of_its_watches() {
+        let drainer = Drainer::default();
+        let mut watch = drainer.watch();
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        assert!(watch.poll_begun(&mut cx).is_pending());
+        drop(drainer);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken");
+        assert!(watch.poll_begun(&mut cx).is_ready());
     }
 }

@@ -15,8 +15,9 @@ use axum::http::{Method, Uri};
 use super::request_id::RequestId;
 use crate::metrics::{InFlight, Metrics};
 
-/// Routes that orchestrators and scrapers call every few seconds: logged at
-/// DEBUG, so the access log shows traffic rather than probes.
+/// Routes that orchestrators and scrapers call every few seconds: their
+/// successful answers are logged at DEBUG, so the access log shows traffic
+/// rather than probes (a refused or failed probe is still logged).
 const PROBE_ROUTES: [&str; 7] = [
     "/health",
     "/ready",
@@ -122,7 +123,7 @@ impl Observation {
                     latency_ms,
                     "request failed"
                 );
-            } else if PROBE_ROUTES.contains(&route) {
+            } else if status < 400 && PROBE_ROUTES.contains(&route) {
                 tracing::debug!(
                     request_id, method, route, path, status, latency_ms, "request"
                 );

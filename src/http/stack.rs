@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use tokio::task::coop::{Unconstrained, unconstrained};
 
 use super::body_limit::BodyLimit;
 use super::observe::Observation;
@@ -142,8 +143,10 @@ pin_project_lite::pin_project! {
         answer: Option<Response>,
         deadline: Option<(tokio::time::Instant, RequestTimeout)>,
         // Made only when the handler waits: most requests finish on their
-        // first poll and pay for no timer.
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        // first poll and pay for no timer. Unconstrained, as in tokio's
+        // `Timeout`: a handler that spends the task's coop budget at every
+        // poll must not keep its deadline from being noticed.
+        timer: Option<Pin<Box<Unconstrained<tokio::time::Sleep>>>>,
         route: &'static str,
         observation: Option<Observation>,
     }
@@ -174,7 +177,7 @@ where
                         None => return Poll::Pending,
                         Some((deadline, limit)) => {
                             let timer = this.timer.get_or_insert_with(|| {
-                                Box::pin(tokio::time::sleep_until(*deadline))
+                                Box::pin(unconstrained(tokio::time::sleep_until(*deadline)))
                             });
                             std::task::ready!(timer.as_mut().poll(cx));
                             limit.error().into_response()

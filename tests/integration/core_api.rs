@@ -86,6 +86,14 @@ async fn metrics_count_requests_by_route_method_and_status() {
     c.get(core.url("/health/")).send().await.unwrap();
     // A route with the wrong method is still that route.
     c.delete(core.url("/health")).send().await.unwrap();
+    let too_large = c
+        .post(core.url("/api/v1/query"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
     let res = c.get(core.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(
@@ -95,10 +103,16 @@ async fn metrics_count_requests_by_route_method_and_status() {
             .starts_with("text/plain")
     );
     let text = res.text().await.unwrap();
-    for needle in [
+    for line in [
         r#"http_requests_total{method="GET",route="/health",status="200"} 2"#,
         r#"http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
         r#"http_requests_total{method="DELETE",route="/health",status="405"} 1"#,
+        // A body over the limit is refused before routing, still on its route.
+        r#"http_requests_total{method="POST",route="/api/v1/query",status="413"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    for needle in [
         "http_request_duration_seconds_bucket{",
         "# TYPE http_request_duration_seconds histogram",
         "# TYPE http_requests_in_flight gauge",

@@ -425,23 +425,40 @@ async fn a_request_over_the_deadline_is_503() {
         .timeout(jessy::http::timeout::RequestTimeout(Duration::from_millis(
             200,
         )))
-        .layer(Router::new().route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late"
-            }),
-        ));
+        .layer(
+            Router::new()
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        "late"
+                    }),
+                )
+                // Busy: spends the task's coop budget at every poll.
+                .route(
+                    "/busy",
+                    get(|| async {
+                        while std::hint::black_box(true) {
+                            tokio::task::coop::consume_budget().await;
+                        }
+                        "never"
+                    }),
+                ),
+        );
     let (addr, _server) = spawn_stub(Router::new().fallback_service(app)).await;
-    let res = client()
-        .get(format!("http://{addr}/slow"))
-        .send()
+    for path in ["/slow", "/busy"] {
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            client().get(format!("http://{addr}{path}")).send(),
+        )
         .await
+        .unwrap_or_else(|_| panic!("{path}: no answer at the 200 ms deadline"))
         .unwrap();
-    assert_eq!(res.status(), 503);
-    assert!(res.headers().contains_key("retry-after"));
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["error"]["code"],
-        "timeout"
-    );
+        assert_eq!(res.status(), 503, "{path}");
+        assert!(res.headers().contains_key("retry-after"));
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"]["code"],
+            "timeout"
+        );
+    }
 }

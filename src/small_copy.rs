@@ -1,13 +1,13 @@
-//! `memcpy` for the static x86_64 musl binaries: small copies with a few
-//! loads and stores, longer ones with one `rep movsb`.
+//! `memcpy` for the static x86_64 musl binaries: copies up to 256 bytes
+//! with a few loads and stores, longer ones with one `rep movsb`.
 //!
 //! Why: musl's x86_64 `memcpy` is a `rep movsq` loop, whose start-up costs
 //! tens of cycles on every call, however short the copy. Rust moves values
 //! with `memcpy` (requests, responses, futures: a core `/health` makes about
 //! 45 calls, nearly all under 200 bytes), and perf put musl's `memcpy` at
 //! 8 % of the shipped core's time per request (docs/src/performance-history.md).
-//! glibc copies up to 64 bytes with a few overlapping unaligned loads and
-//! stores; so does [`copy_small`]. The binaries link with `--wrap=memcpy`
+//! glibc copies short ranges with a few overlapping unaligned loads and
+//! stores; so does [`copy_small`], up to 256 bytes. The binaries link with `--wrap=memcpy`
 //! (`build.rs`): every call to `memcpy` comes to `__wrap_memcpy`, which
 //! copies longer ranges with `rep movsb` (fast for them on CPUs since Ivy
 //! Bridge and Zen), and calls nothing: a `memcpy` call made here would come
@@ -17,8 +17,23 @@
 
 use std::ptr::{read_unaligned, write_unaligned};
 
-/// The largest copy done here rather than by musl.
-pub const SMALL: usize = 64;
+/// The largest copy done with loads and stores; longer ones take `rep movsb`.
+/// Most of Rust's moves are under it (requests and responses are about 200
+/// bytes), and up to it the start-up of `rep movsb` costs more than the copy.
+pub const SMALL: usize = 256;
+
+/// Copies `n` bytes, `16 * K <= n <= 32 * K`, as `K` 16-byte blocks from
+/// the start and `K` from the end, overlapping in the middle; all loads
+/// before any store. Written out, not looped: a loop of copies could be
+/// turned back into a call to `memcpy`, which would come back here.
+macro_rules! blocks_from_both_ends {
+    ($dest:ident, $src:ident, $n:ident; $($k:literal)+) => {{
+        let head = [$(read_unaligned::<u128>($src.add($k * 16).cast())),+];
+        let tail = [$(read_unaligned::<u128>($src.add($n - ($k + 1) * 16).cast())),+];
+        $(write_unaligned($dest.add($k * 16).cast(), head[$k]);)+
+        $(write_unaligned($dest.add($n - ($k + 1) * 16).cast(), tail[$k]);)+
+    }};
+}
 
 /// Copies `n` bytes from `src` to `dest`.
 ///
@@ -28,22 +43,19 @@ pub const SMALL: usize = 64;
 #[inline(always)]
 pub unsafe fn copy_small(dest: *mut u8, src: *const u8, n: usize) {
     debug_assert!(n <= SMALL);
-    // Two copies of the same width, from each end, overlapping in the
-    // middle: every length of a range in two moves. Loads before stores.
+    // Copies of one width from each end, overlapping in the middle: every
+    // length of a range in a fixed number of moves (what glibc does).
     // SAFETY (all blocks): each access is within the first or last `n`
     // bytes of the ranges, which the caller vouches for; unaligned is fine.
     unsafe {
-        if n >= 16 {
-            let head: u128 = read_unaligned(src.cast());
-            let tail: u128 = read_unaligned(src.add(n - 16).cast());
-            if n > 32 {
-                let head2: u128 = read_unaligned(src.add(16).cast());
-                let tail2: u128 = read_unaligned(src.add(n - 32).cast());
-                write_unaligned(dest.add(16).cast(), head2);
-                write_unaligned(dest.add(n - 32).cast(), tail2);
-            }
-            write_unaligned(dest.cast(), head);
-            write_unaligned(dest.add(n - 16).cast(), tail);
+        if n > 128 {
+            blocks_from_both_ends!(dest, src, n; 0 1 2 3 4 5 6 7);
+        } else if n > 64 {
+            blocks_from_both_ends!(dest, src, n; 0 1 2 3);
+        } else if n > 32 {
+            blocks_from_both_ends!(dest, src, n; 0 1);
+        } else if n >= 16 {
+            blocks_from_both_ends!(dest, src, n; 0);
         } else if n >= 8 {
             let head: u64 = read_unaligned(src.cast());
             let tail: u64 = read_unaligned(src.add(n - 8).cast());

@@ -205,13 +205,7 @@ mod tests {
     /// Polls `sleep` once with the task's coop budget spent.
     async fn poll_without_budget(sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>) {
         std::future::poll_fn(|cx| {
-            let mut spend = std::pin::pin!(async {
-                loop {
-                    tokio::task::coop::consume_budget().await;
-                }
-            });
-            assert!(spend.as_mut().poll(cx).is_pending());
-            assert!(!tokio::task::coop::has_budget_remaining());
+            crate::test_support::spend_coop_budget(cx);
             assert!(sleep.as_mut().poll(cx).is_pending());
             Poll::Ready(())
         })

@@ -28,6 +28,8 @@ pub mod server;
 pub mod shutdown;
 pub mod small_copy;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod workers;
 
 /// The crate version, reported by `/health`, `/status` and `jessy_build_info`.

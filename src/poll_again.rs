@@ -126,17 +126,7 @@ impl Wake for Signal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    /// Counts the polls of the wrapped future and the wakes of the task.
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_support::WakeCounter;
 
     /// Pending `pending_polls` times, waking itself from inside each of them.
     struct SelfWaking {
@@ -157,41 +147,41 @@ mod tests {
         }
     }
 
-    fn poll_once<F: Future>(future: Pin<&mut F>, task: &Arc<Counter>) -> Poll<F::Output> {
+    fn poll_once<F: Future>(future: Pin<&mut F>, task: &Arc<WakeCounter>) -> Poll<F::Output> {
         let waker = Waker::from(Arc::clone(task));
         future.poll(&mut Context::from_waker(&waker))
     }
 
     #[test]
     fn a_self_wake_is_answered_by_polling_again_in_the_same_turn() {
-        let task = Arc::new(Counter::default());
+        let task = Arc::new(WakeCounter::default());
         let future = std::pin::pin!(PollAgain::new(SelfWaking {
             pending_polls: 2,
             polls: 0
         }));
         assert_eq!(poll_once(future, &task), Poll::Ready(3));
-        assert_eq!(task.0.load(Ordering::SeqCst), 0, "the task was not woken");
+        assert_eq!(task.wakes(), 0, "the task was not woken");
     }
 
     #[test]
     fn a_future_that_keeps_waking_itself_goes_back_to_the_queue() {
-        let task = Arc::new(Counter::default());
+        let task = Arc::new(WakeCounter::default());
         let mut future = std::pin::pin!(PollAgain::new(SelfWaking {
             pending_polls: 100,
             polls: 0
         }));
         assert_eq!(poll_once(future.as_mut(), &task), Poll::Pending);
         assert_eq!(future.inner.polls, MAX_REPOLLS + 1);
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "woken once, to run later");
+        assert_eq!(task.wakes(), 1, "woken once, to run later");
     }
 
     #[test]
     fn a_wake_after_the_poll_wakes_the_task() {
-        let task = Arc::new(Counter::default());
+        let task = Arc::new(WakeCounter::default());
         let mut future = std::pin::pin!(PollAgain::new(std::future::pending::<()>()));
         assert_eq!(poll_once(future.as_mut(), &task), Poll::Pending);
-        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert_eq!(task.wakes(), 0);
         future.waker.wake_by_ref();
-        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert_eq!(task.wakes(), 1);
     }
 }

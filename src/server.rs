@@ -348,28 +348,15 @@ impl Protocol for Hyper {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
     use super::*;
-
-    /// Counts its wakes.
-    #[derive(Default)]
-    struct Counter(AtomicUsize);
-
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_support::{WakeCounter, spend_coop_budget};
 
     #[tokio::test]
     async fn a_drain_wakes_every_waker_that_waits_for_it_also_after_a_change_of_waker() {
         let drainer = Drainer::default();
         let mut watch = drainer.watch();
-        let (first, second) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
-        let first_waker = Waker::from(Arc::clone(&first));
-        let second_waker = Waker::from(Arc::clone(&second));
+        let (_, first_waker) = WakeCounter::waker();
+        let (second, second_waker) = WakeCounter::waker();
         for _ in 0..3 {
             let mut cx = Context::from_waker(&first_waker);
             assert!(watch.poll_begun(&mut cx).is_pending());
@@ -380,11 +367,7 @@ mod tests {
 
         let drained = tokio::spawn(drainer.drain());
         tokio::task::yield_now().await;
-        assert_eq!(
-            second.0.load(Ordering::SeqCst),
-            1,
-            "the current waker is woken"
-        );
+        assert_eq!(second.wakes(), 1, "the current waker is woken");
         assert!(watch.poll_begun(&mut cx).is_ready());
         assert!(watch.poll_begun(&mut cx).is_ready(), "and stays ready");
         assert!(!drained.is_finished(), "the drain waits for the watch");
@@ -399,21 +382,11 @@ mod tests {
     async fn a_watch_first_polled_without_budget_still_sees_the_drain() {
         let drainer = Drainer::default();
         let mut watch = drainer.watch();
-        let counter = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&counter));
+        let (counter, waker) = WakeCounter::waker();
+        let mut cx = Context::from_waker(&waker);
         std::future::poll_fn(|task| {
-            let mut spend = std::pin::pin!(async {
-                loop {
-                    tokio::task::coop::consume_budget().await;
-                }
-            });
-            assert!(spend.as_mut().poll(task).is_pending());
-            assert!(!tokio::task::coop::has_budget_remaining());
-            assert!(
-                watch
-                    .poll_begun(&mut Context::from_waker(&waker))
-                    .is_pending()
-            );
+            spend_coop_budget(task);
+            assert!(watch.poll_begun(&mut cx).is_pending());
             Poll::Ready(())
         })
         .await;
@@ -421,24 +394,12 @@ mod tests {
         // to the end of the poll, not the drain's); polled again with budget,
         // the watch registers, and the drain then wakes it once more.
         tokio::task::yield_now().await;
-        let woken = counter.0.load(Ordering::SeqCst);
-        assert!(
-            watch
-                .poll_begun(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
+        let woken = counter.wakes();
+        assert!(watch.poll_begun(&mut cx).is_pending());
         let drained = tokio::spawn(drainer.drain());
         tokio::task::yield_now().await;
-        assert_eq!(
-            counter.0.load(Ordering::SeqCst),
-            woken + 1,
-            "woken by the drain"
-        );
-        assert!(
-            watch
-                .poll_begun(&mut Context::from_waker(&waker))
-                .is_ready()
-        );
+        assert_eq!(counter.wakes(), woken + 1, "woken by the drain");
+        assert!(watch.poll_begun(&mut cx).is_ready());
         drop(watch);
         drained.await.unwrap();
     }
@@ -447,12 +408,11 @@ mod tests {
     async fn a_dropped_drainer_ends_the_wait_of_its_watches() {
         let drainer = Drainer::default();
         let mut watch = drainer.watch();
-        let counter = Arc::new(Counter::default());
-        let waker = Waker::from(Arc::clone(&counter));
+        let (counter, waker) = WakeCounter::waker();
         let mut cx = Context::from_waker(&waker);
         assert!(watch.poll_begun(&mut cx).is_pending());
         drop(drainer);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken");
+        assert_eq!(counter.wakes(), 1, "woken");
         assert!(watch.poll_begun(&mut cx).is_ready());
     }
 }

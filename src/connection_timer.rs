@@ -29,8 +29,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use crate::registered_waker::RegisteredWaker;
 
 /// The one tokio timer of a connection, made at its first sleep's first
 /// poll, and the waker it was last polled with.
@@ -39,9 +41,9 @@ type SharedSleep = Arc<Mutex<Armed>>;
 #[derive(Default)]
 struct Armed {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Set when `timer`, as armed now, has been polled with this waker: it
-    /// will wake it, so a sleep polled with the same waker need not poll it.
-    registered: Option<Waker>,
+    /// The waker `timer`, as armed now, holds: a sleep polled by that task
+    /// need not poll it.
+    registered: RegisteredWaker,
 }
 
 /// A `hyper::rt::Timer` for one connection (make one per connection).
@@ -99,24 +101,17 @@ impl Future for ConnectionSleep {
         // turn: no clock read here, as in tokio's own `Sleep`.)
         if timer.deadline() > deadline || timer.is_elapsed() {
             timer.as_mut().reset(deadline);
-            *registered = None;
+            registered.forget();
         }
         // Armed at or before this deadline, not fired, and it will wake this
         // task: nothing to do (the common case: every poll of a keep-alive
         // connection waiting for its next request).
-        if registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
+        if registered.wakes(cx) {
             return Poll::Pending;
         }
-        // With the task's coop budget spent, tokio's timer answers Pending
-        // without taking the waker (and has the task polled again): only a
-        // poll made with budget has registered it.
-        let with_budget = tokio::task::coop::has_budget_remaining();
-        let polled = match timer.as_mut().poll(cx) {
+        registered.poll(cx, |cx| match timer.as_mut().poll(cx) {
             // Fired for this deadline (Tokio rounds to its millisecond).
-            Poll::Ready(()) if timer.deadline() >= deadline => return Poll::Ready(()),
+            Poll::Ready(()) if timer.deadline() >= deadline => Poll::Ready(()),
             // Fired for an earlier deadline between the check and the poll
             // (a race the paused-time tests cannot stage; `is_elapsed` above
             // takes every other case): arm it for this one; the poll
@@ -126,11 +121,7 @@ impl Future for ConnectionSleep {
                 timer.as_mut().poll(cx)
             }
             Poll::Pending => Poll::Pending,
-        };
-        if polled.is_pending() && with_budget {
-            *registered = Some(cx.waker().clone());
-        }
-        polled
+        })
     }
 }
 

@@ -24,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod poll_again;
 pub mod process;
+pub mod registered_waker;
 pub mod server;
 pub mod shutdown;
 pub mod small_copy;

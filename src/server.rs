@@ -36,6 +36,7 @@ use tower::Service;
 use crate::connection_timer::ConnectionTimer;
 use crate::http::App;
 use crate::poll_again::PollAgain;
+use crate::registered_waker::RegisteredWaker;
 use crate::workers::Workers;
 
 /// Whether the service should receive traffic: true while serving, false from
@@ -195,7 +196,7 @@ impl Drainer {
                 receiver
             }),
             held: None,
-            registered: None,
+            registered: RegisteredWaker::default(),
         }
     }
 
@@ -228,9 +229,9 @@ pub struct DrainWatch {
     /// The receiver, once the signal has completed (the connection still
     /// counts until it ends).
     held: Option<watch::Receiver<()>>,
-    /// The waker the signal last registered: while the task's waker is the
-    /// same, the signal will wake it and need not be polled again.
-    registered: Option<Waker>,
+    /// The waker the signal holds: while it is the task's, the signal will
+    /// wake it and need not be polled again.
+    registered: RegisteredWaker,
 }
 
 impl DrainWatch {
@@ -258,27 +259,18 @@ impl DrainWatch {
         if self.held.is_some() {
             return Poll::Ready(());
         }
-        let registered = self
-            .registered
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()));
-        if registered && !self.begun.has_begun() {
+        if self.registered.wakes(cx) && !self.begun.has_begun() {
             return Poll::Pending;
         }
-        // With the task's coop budget spent, the watch answers Pending
-        // without taking the waker: only a poll made with budget registers.
-        let with_budget = tokio::task::coop::has_budget_remaining();
-        match self.signal.as_mut().poll(cx) {
+        let Self {
+            signal, registered, ..
+        } = self;
+        match registered.poll(cx, |cx| signal.as_mut().poll(cx)) {
             Poll::Ready(receiver) => {
                 self.held = Some(receiver);
                 Poll::Ready(())
             }
-            Poll::Pending => {
-                if with_budget {
-                    self.registered = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
